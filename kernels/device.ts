@@ -1,0 +1,203 @@
+/**
+ * The WebGPU device: adapter selection with a clear error when there is none, the adapter's own limits and
+ * useful features requested, a pipeline cache keyed by kernel variant, and `device.lost` reported loudly.
+ * @module
+ */
+
+/** Limits this project asks the adapter for (its own maxima, not WebGPU's small defaults). */
+const WANTED_LIMITS = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupSizeZ",
+  "maxComputeWorkgroupsPerDimension",
+  "maxStorageBuffersPerShaderStage",
+  "maxStorageTexturesPerShaderStage",
+  "maxTextureDimension2D",
+  "maxBindGroups",
+  "maxUniformBufferBindingSize",
+] as const;
+
+/** Optional features used when the adapter has them. */
+const WANTED_FEATURES = ["shader-f16", "timestamp-query"] as const;
+
+/** One WebGPU device with the project's pipeline cache. */
+export class Gpu {
+  /** The underlying WebGPU device. */
+  readonly device: GPUDevice;
+  /** The adapter's description (name, vendor, whether it is a CPU fallback such as llvmpipe). */
+  readonly info: GPUAdapterInfo;
+  /** Features granted on the device. */
+  readonly features: ReadonlySet<string>;
+  /** Limits granted on the device. */
+  readonly limits: GPUSupportedLimits;
+  /** True for CPU adapters (llvmpipe, lavapipe, SwiftShader): kernels pick their CPU-friendly variants. */
+  readonly isCpu: boolean;
+  #pipelines = new Map<string, GPUComputePipeline>();
+  #lost: string | null = null;
+
+  constructor(device: GPUDevice, info: GPUAdapterInfo) {
+    this.device = device;
+    this.info = info;
+    this.features = new Set([...device.features]);
+    this.limits = device.limits;
+    const d = `${info.description} ${info.device} ${info.vendor}`.toLowerCase();
+    this.isCpu = info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/.test(d);
+    device.lost.then((e) => {
+      this.#lost = `${e.reason}: ${e.message}`;
+      if (e.reason !== "destroyed") {
+        console.error(`fedlodrop: the WebGPU device was lost (${this.#lost}); the run cannot continue.`);
+      }
+    });
+  }
+
+  /** Throws when the device has been lost, with the reason the driver gave. */
+  checkAlive(): void {
+    if (this.#lost) {
+      throw new Error(`WebGPU device lost (${this.#lost}); restart the run (checkpoints allow --resume)`);
+    }
+  }
+
+  /**
+   * A compute pipeline, compiled once per `key` (the kernel name plus every constant that shapes its code).
+   * Compilation errors are thrown with the kernel's key and the WGSL compiler's messages.
+   */
+  pipeline(key: string, code: string, entryPoint = "main"): GPUComputePipeline {
+    let p = this.#pipelines.get(key);
+    if (p) return p;
+    this.checkAlive();
+    this.device.pushErrorScope("validation");
+    const module = this.device.createShaderModule({ code, label: key });
+    p = this.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint }, label: key });
+    this.device.popErrorScope().then((err) => {
+      if (err) console.error(`fedlodrop: WGSL kernel ${key} failed validation: ${err.message}`);
+    });
+    this.#pipelines.set(key, p);
+    return p;
+  }
+
+  /** Number of distinct pipelines compiled so far. */
+  get pipelineCount(): number {
+    return this.#pipelines.size;
+  }
+
+  /** A storage buffer of `bytes` (rounded up to 4), usable as kernel input/output and copy source/target. */
+  buffer(bytes: number, label = "buffer"): GPUBuffer {
+    this.checkAlive();
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    if (size > this.limits.maxBufferSize) {
+      throw new Error(
+        `buffer ${label} needs ${size} bytes, above this adapter's maxBufferSize ${this.limits.maxBufferSize}`,
+      );
+    }
+    return this.device.createBuffer({
+      size,
+      label,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /** A storage buffer holding a copy of `data`. */
+  upload(data: Float32Array | Int32Array | Uint32Array, label = "upload"): GPUBuffer {
+    const b = this.buffer(data.byteLength, label);
+    this.write(b, data);
+    return b;
+  }
+
+  /** Writes `data` into `buf` at byte offset `offset` (queued before the next submit). */
+  write(buf: GPUBuffer, data: Float32Array | Int32Array | Uint32Array, offset = 0): void {
+    this.device.queue.writeBuffer(buf, offset, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Reads `count` f32 values of `buf` back to the host (one device-to-host wait). */
+  async read(buf: GPUBuffer, count: number, offset = 0): Promise<Float32Array> {
+    this.checkAlive();
+    const bytes = count * 4;
+    const staging = this.device.createBuffer({
+      size: Math.max(4, bytes),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buf, offset * 4, staging, 0, bytes);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = new Float32Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    this.checkAlive();
+    return out;
+  }
+
+  /** A one-line description for verbose output: adapter name, CPU/GPU, the limits that matter. */
+  describe(): string {
+    const l = this.limits;
+    const mib = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
+    return `${this.info.description || this.info.vendor || "unknown adapter"} (${
+      this.isCpu ? "CPU fallback" : "GPU"
+    }` +
+      `; maxStorageBufferBindingSize ${mib(l.maxStorageBufferBindingSize)}, maxBufferSize ${
+        mib(l.maxBufferSize)
+      }` +
+      `, workgroup storage ${l.maxComputeWorkgroupStorageSize} B, invocations ${l.maxComputeInvocationsPerWorkgroup}` +
+      `, texture2D ${l.maxTextureDimension2D}; features: ${
+        [...this.features].filter((f) => (WANTED_FEATURES as readonly string[]).includes(f)).join(", ") ||
+        "none"
+      })`;
+  }
+}
+
+let shared: Promise<Gpu> | null = null;
+
+/**
+ * The process-wide device, created on first use with the adapter's own limits.
+ *
+ * @example
+ * ```ts
+ * const gpu = await getGpu({ verbose: true });
+ * const buf = gpu.upload(new Float32Array([1, 2, 3]));
+ * console.log(await gpu.read(buf, 3));
+ * ```
+ */
+export function getGpu(opts: { verbose?: boolean } = {}): Promise<Gpu> {
+  if (!shared) {
+    shared = createGpu(opts).catch((e) => {
+      shared = null;
+      throw e;
+    });
+  }
+  return shared;
+}
+
+async function createGpu(opts: { verbose?: boolean }): Promise<Gpu> {
+  const nav = globalThis.navigator as Navigator & { gpu?: GPU };
+  if (!nav.gpu) {
+    throw new Error(
+      "WebGPU is not available in this Deno process: run with --unstable-webgpu (the deno tasks do).",
+    );
+  }
+  let adapter = await nav.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) adapter = await nav.gpu.requestAdapter();
+  if (!adapter) {
+    throw new Error(
+      "No WebGPU adapter found (tried navigator.gpu.requestAdapter with high-performance and default preference). " +
+        "A real GPU driver (Vulkan) or Mesa's software rasteriser provides one: on Debian/Ubuntu " +
+        "`apt-get install libgl1-mesa-dri` (llvmpipe, GL) or `mesa-vulkan-drivers` (lavapipe, Vulkan).",
+    );
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const name of WANTED_LIMITS) {
+    const v = (adapter.limits as unknown as Record<string, number>)[name];
+    if (typeof v === "number") requiredLimits[name] = v;
+  }
+  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  const gpu = new Gpu(device, adapter.info);
+  device.addEventListener("uncapturederror", (ev) => {
+    console.error(`fedlodrop: WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
+  });
+  if (opts.verbose) console.error(`fedlodrop: WebGPU adapter: ${gpu.describe()}`);
+  return gpu;
+}
