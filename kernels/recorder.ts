@@ -158,7 +158,9 @@ export class Recorder {
       return;
     }
     this.observer?.beforeFinish(this.#encoder);
-    this.gpu.device.queue.writeBuffer(this.#arena!, 0, this.#host, 0, Math.max(SLOT, this.#slots * SLOT));
+    if (this.#slots > 0) {
+      this.gpu.device.queue.writeBuffer(this.#arena!, 0, this.#host, 0, this.#slots * SLOT);
+    }
     this.gpu.device.queue.submit([this.#encoder.finish()]);
     this.#encoder = null;
     this.#slots = 0;

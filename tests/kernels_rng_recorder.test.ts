@@ -51,3 +51,16 @@ Deno.test("rng: keyed streams are reproducible, distinct and roughly uniform", (
   assertEquals(same, 0);
   if (Math.abs(mean - 0.5) > 0.02) throw new Error(`mean ${mean}`);
 });
+
+Deno.test("recorder: a command buffer with only copies and clears submits (no uniform arena needed)", async () => {
+  const gpu = await getGpu();
+  const a = gpu.upload(new Float32Array([1, 2, 3, 4]), "a");
+  const b = gpu.upload(new Float32Array([9, 9, 9, 9]), "b");
+  const rec = new Recorder(gpu);
+  rec.clear(b, 8, 8);
+  rec.copy(a, 0, b, 0, 4);
+  const got = await rec.read(b, 4);
+  assertEquals([...got].join(","), "1,9,0,0");
+  a.destroy();
+  b.destroy();
+});

@@ -1,0 +1,189 @@
+/**
+ * `deno task bench gemm [--reps N] [--no-numpy] [--no-ts]`: the WGSL GEMM on the projection shapes of
+ * roberta-large (y = x·Wᵀ, sizes given as M×K×N: M tokens, K input features, N output features) and on the
+ * LoRA shapes (r = 8), against a plain TypeScript triple loop (timed on a block of rows and scaled) and numpy's
+ * fp32 matmul (bench/gemm_numpy.py). Also times the masked-LoRA forward and backward kernels.
+ * @module
+ */
+import { getGpu } from "../kernels/device.ts";
+import { Recorder } from "../kernels/recorder.ts";
+import { gemm, gemmTileFor } from "../kernels/gemm.ts";
+import { loraBackward, loraForward } from "../kernels/lora.ts";
+
+/** Shapes as [M, K, N] of y[M, N] = x[M, K] · W[N, K]ᵀ. */
+const SHAPES: [number, number, number][] = [
+  [2048, 1024, 1024],
+  [2048, 1024, 4096],
+  [2048, 4096, 1024],
+  [2048, 1024, 8],
+  [2048, 8, 1024],
+];
+
+/** Deterministic bench data (values do not matter for timing; no RNG needed). */
+function pattern(n: number, mod: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (i % mod) / mod - 0.5;
+  return a;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Median seconds of `record` + submit + wait for completion, after one warm-up (which compiles). */
+async function timeGpu(device: GPUDevice, rec: Recorder, reps: number, record: () => void): Promise<number> {
+  record();
+  rec.submit();
+  await device.queue.onSubmittedWorkDone();
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    record();
+    rec.submit();
+    await device.queue.onSubmittedWorkDone();
+    times.push((performance.now() - t0) / 1000);
+  }
+  return median(times);
+}
+
+/** The plain TypeScript triple loop y = x·Wᵀ on the first `rows` rows; returns seconds. */
+function tsLoop(
+  x: Float32Array,
+  w: Float32Array,
+  y: Float32Array,
+  rows: number,
+  k: number,
+  n: number,
+): number {
+  const t0 = performance.now();
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += x[i * k + p] * w[j * k + p];
+      y[i * n + j] = s;
+    }
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+async function findPython(): Promise<string | null> {
+  for (const py of ["/usr/bin/python3", "python3"]) {
+    try {
+      const out = await new Deno.Command(py, { args: ["-c", "import numpy"], stdout: "null", stderr: "null" })
+        .output();
+      if (out.success) return py;
+    } catch {
+      // not installed: try the next one
+    }
+  }
+  return null;
+}
+
+/** numpy GFLOP/s per shape key "M,K,N", or a reason it is unavailable. */
+async function numpyRates(reps: number): Promise<Map<string, number> | string> {
+  const py = await findPython();
+  if (!py) {
+    return "numpy: skipped (neither /usr/bin/python3 nor python3 can import numpy; `apt-get install python3-numpy`)";
+  }
+  const script = new URL("./gemm_numpy.py", import.meta.url).pathname;
+  const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" };
+  const out = await new Deno.Command(py, {
+    args: [script, String(reps), ...SHAPES.map((s) => s.join(","))],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) return `numpy: failed (${new TextDecoder().decode(out.stderr).trim().split("\n").pop()})`;
+  const rates = new Map<string, number>();
+  for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
+    const r = JSON.parse(line) as { shape: number[]; gflops: number };
+    rates.set(r.shape.join(","), r.gflops);
+  }
+  return rates;
+}
+
+/** Entry point for `deno task bench gemm`. */
+export async function run(args: string[]): Promise<void> {
+  const flag = (name: string) => args.includes(name);
+  const repsAt = args.indexOf("--reps");
+  const reps = repsAt >= 0 ? Number(args[repsAt + 1]) : 5;
+  if (!Number.isInteger(reps) || reps < 1) throw new Error(`bench gemm: --reps needs a positive integer`);
+  Deno.env.set("XDG_RUNTIME_DIR", Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp");
+  const gpu = await getGpu();
+  const tile = gemmTileFor(gpu);
+  console.log(`adapter: ${gpu.describe()}`);
+  console.log(
+    `gemm tile: ${tile.wx}x${tile.wy} invocations, ${tile.tm}x4 outputs each; shapes are M×K×N of y = x·Wᵀ ` +
+      `(x [M,K], W [N,K], transB); median of ${reps} after a warm-up`,
+  );
+  const numpy = flag("--no-numpy") ? "numpy: skipped (--no-numpy)" : await numpyRates(reps);
+  if (typeof numpy === "string") console.log(numpy);
+  const rec = new Recorder(gpu);
+  for (const [m, k, n] of SHAPES) {
+    const xh = pattern(m * k, 1000), wh = pattern(n * k, 997);
+    const x = gpu.upload(xh, "x"), w = gpu.upload(wh, "W"), y = gpu.buffer(m * n * 4, "y");
+    const flops = 2 * m * n * k;
+    const sec = await timeGpu(
+      gpu.device,
+      rec,
+      reps,
+      () => gemm(rec, { a: x, b: w, c: y, m, n, k, transB: true }),
+    );
+    const rate = flops / sec / 1e9;
+    let line = `gemm ${m}×${k}×${n}: ${(sec * 1000).toFixed(1)} ms, ${rate.toFixed(2)} GFLOP/s`;
+    if (!flag("--no-ts")) {
+      // A block of rows worth ~5e7 FLOP keeps the loop under a second; the full shape would take minutes.
+      const rows = Math.min(m, Math.max(1, Math.round(5e7 / (2 * n * k))));
+      const yh = new Float32Array(rows * n);
+      const tsSec = tsLoop(xh, wh, yh, rows, k, n);
+      line += ` | TS loop ${
+        (2 * rows * n * k / tsSec / 1e9).toFixed(2)
+      } GFLOP/s (${rows} of ${m} rows, scaled)`;
+    }
+    if (typeof numpy !== "string") {
+      const np = numpy.get(`${m},${k},${n}`)!;
+      line += ` | numpy ${np.toFixed(2)} GFLOP/s | ${(rate / np).toFixed(2)}x vs numpy`;
+    }
+    console.log(line);
+    for (const b of [x, w, y]) b.destroy();
+  }
+  // The masked LoRA branch of one adapted projection (roberta-large q/v: 1024 -> 1024, r = 8, lora_dropout 0.1).
+  const m = 2048, nIn = 1024, nOut = 1024, r = 8;
+  const bufs = {
+    x: gpu.upload(pattern(m * nIn, 1000), "x"),
+    a: gpu.upload(pattern(r * nIn, 13), "A"),
+    b: gpu.upload(pattern(nOut * r, 7), "B"),
+    maskA: gpu.upload(new Float32Array(nIn).fill(1), "mA"),
+    maskB: gpu.upload(new Float32Array(nOut).fill(1), "mB"),
+    t: gpu.buffer(m * r * 4, "t"),
+    y: gpu.buffer(m * nOut * 4, "y"),
+    dy: gpu.upload(pattern(m * nOut, 101), "dy"),
+    dA: gpu.buffer(r * nIn * 4, "dA"),
+    dB: gpu.buffer(nOut * r * 4, "dB"),
+    dx: gpu.buffer(m * nIn * 4, "dx"),
+  };
+  const lora = {
+    m,
+    nIn,
+    nOut,
+    r,
+    scale: 2,
+    dropout: 0.1,
+    dropKey: [1, 4, 0, 0] as [number, number, number, number],
+  };
+  const fSec = await timeGpu(gpu.device, rec, reps, () => loraForward(rec, { ...bufs, ...lora }));
+  const bSec = await timeGpu(gpu.device, rec, reps, () => loraBackward(rec, { ...bufs, ...lora }));
+  const fFlops = 2 * m * r * (nIn + nOut), bFlops = 2 * m * r * (2 * nOut + 2 * nIn);
+  console.log(
+    `loraForward  ${m}×${nIn}→${nOut} r=${r} p=0.1: ${(fSec * 1000).toFixed(1)} ms, ${
+      (fFlops / fSec / 1e9).toFixed(2)
+    } GFLOP/s`,
+  );
+  console.log(
+    `loraBackward ${m}×${nIn}→${nOut} r=${r} p=0.1 (dA, dB, dx): ${(bSec * 1000).toFixed(1)} ms, ${
+      (bFlops / bSec / 1e9).toFixed(2)
+    } GFLOP/s`,
+  );
+  for (const b of Object.values(bufs)) b.destroy();
+}

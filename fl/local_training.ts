@@ -1,0 +1,78 @@
+/**
+ * One device's local training in one round: fresh AdamW, linear warm-up then linear decay to 0 over the
+ * round's steps (Hugging Face's `get_linear_schedule_with_warmup`), data order drawn from
+ * (seed, round, device, epoch), dropout masks from (seed, round, device, step).
+ * @module
+ */
+import { hashKey, KeyedRandom, Purpose } from "../kernels/rng.ts";
+import type { ModuleMasks, RobertaModel } from "../model/roberta.ts";
+import { type EncodedExample, makeBatch } from "../model/batch.ts";
+
+/** Settings of one device's round. */
+export interface LocalTrainingOptions {
+  seed: number;
+  round: number;
+  device: number;
+  epochs: number;
+  batch: number;
+  lr: number;
+  warmupRatio: number;
+  weightDecay: number;
+  /** FedLoDrop masks in `subadapter` mode (undefined: train every entry). */
+  masks?: ModuleMasks;
+  /** FFA-LoRA: A stays fixed. */
+  freezeA?: boolean;
+  /** Called after every step (progress reporting). */
+  onStep?: (step: number, total: number, loss: number) => void;
+}
+
+/** Learning-rate factor of 0-based step `s` of `total` with `warmup` warm-up steps (HF linear schedule). */
+export function linearScheduleFactor(s: number, total: number, warmup: number): number {
+  if (s < warmup) return s / Math.max(1, warmup);
+  return Math.max(0, (total - s) / Math.max(1, total - warmup));
+}
+
+/** Number of optimiser steps of a round: epochs × ⌈N / batch⌉ (the last batch of an epoch may be short). */
+export function stepsPerRound(n: number, epochs: number, batch: number): number {
+  return epochs * Math.ceil(n / batch);
+}
+
+/**
+ * Trains the model's current adapter on `data` (this device's examples); returns the mean training loss.
+ * The adapter stays on the device; the caller reads it back once at the end of the round.
+ */
+export async function trainLocal(
+  model: RobertaModel,
+  data: readonly EncodedExample[],
+  padId: number,
+  o: LocalTrainingOptions,
+): Promise<{ meanLoss: number; steps: number; tokens: number }> {
+  if (data.length === 0) throw new Error(`device ${o.device} has no training examples`);
+  model.resetOptimizer();
+  model.setMasks(o.masks);
+  const total = stepsPerRound(data.length, o.epochs, o.batch);
+  const warmup = Math.ceil(o.warmupRatio * total);
+  let step = 0, lossSum = 0, tokens = 0;
+  for (let epoch = 0; epoch < o.epochs; epoch++) {
+    const order = Array.from({ length: data.length }, (_, i) => i);
+    new KeyedRandom([o.seed, Purpose.data, o.round, o.device, epoch]).shuffle(order);
+    for (let start = 0; start < order.length; start += o.batch) {
+      const batch = makeBatch(data, order.slice(start, start + o.batch), padId);
+      const loss = await model.trainStep(batch, {
+        lr: o.lr * linearScheduleFactor(step, total, warmup),
+        step: step + 1,
+        weightDecay: o.weightDecay,
+        freezeA: o.freezeA,
+        dropoutStream: hashKey(o.round, o.device, step),
+      });
+      if (!Number.isFinite(loss)) {
+        throw new Error(`device ${o.device}, round ${o.round}, step ${step}: training loss is ${loss}`);
+      }
+      lossSum += loss;
+      tokens += batch.tokens;
+      step++;
+      o.onStep?.(step, total, loss);
+    }
+  }
+  return { meanLoss: lossSum / step, steps: step, tokens };
+}

@@ -1,0 +1,349 @@
+/**
+ * General matrix multiply on WebGPU: C (=|+=) alpha·op(A)·op(B) (+ bias) with either operand transposed,
+ * row strides, element offsets and two-level batching, for any m, n, k (edges that do not fill a tile are
+ * handled by clamped loads and guarded stores).
+ *
+ * The kernel is register-blocked: each invocation keeps a TM × 4 block of C in `vec4` accumulators and
+ * streams op(A) and op(B) straight from storage buffers (no workgroup memory, no barriers — barriers are
+ * expensive on CPU adapters such as llvmpipe). Tile sizes are chosen per adapter class (`gpu.isCpu`) and are
+ * part of the pipeline key, so each variant compiles once.
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+import type { Recorder } from "./recorder.ts";
+
+/** Arguments of {@link gemm}. All counts, strides and offsets are in elements (f32). */
+export interface GemmArgs {
+  /** Left operand A (stored [m, lda], or [k, lda] when `transA`). */
+  a: GPUBuffer;
+  /** Right operand B (stored [k, ldb], or [n, ldb] when `transB`). */
+  b: GPUBuffer;
+  /** Output C (stored [m, ldc]); must not be the same buffer as `a` or `b`. */
+  c: GPUBuffer;
+  /** Optional bias[n] added to every row of C. */
+  bias?: GPUBuffer;
+  /** Rows of op(A) and C. */
+  m: number;
+  /** Columns of op(B) and C. */
+  n: number;
+  /** Inner dimension. */
+  k: number;
+  /** false: op(A)[i,p] = A[offA + i*lda + p]; true: op(A)[i,p] = A[offA + p*lda + i]. */
+  transA?: boolean;
+  /** false: op(B)[p,j] = B[offB + p*ldb + j]; true: op(B)[p,j] = B[offB + j*ldb + p]. */
+  transB?: boolean;
+  /** Row stride of A as stored (default k, or m when `transA`). */
+  lda?: number;
+  /** Row stride of B as stored (default n, or k when `transB`). */
+  ldb?: number;
+  /** Row stride of C (default n). */
+  ldc?: number;
+  /** Element offset of A (default 0). */
+  offA?: number;
+  /** Element offset of B (default 0). */
+  offB?: number;
+  /** Element offset of C (default 0). */
+  offC?: number;
+  /** Scale of the product (default 1; the bias is not scaled). */
+  alpha?: number;
+  /** true: C += alpha·op(A)op(B) (+bias); false (default): C = alpha·op(A)op(B) (+bias). */
+  accumulate?: boolean;
+  /**
+   * Two-level batch [outer, inner] (default [1, 1]): batch element z < outer·inner uses the offsets
+   * off + floor(z/inner)·stride[0] + (z%inner)·stride[1] for each of A, B and C.
+   */
+  batch?: [number, number];
+  /** Batch strides of A (default [0, 0]). */
+  strideA?: [number, number];
+  /** Batch strides of B (default [0, 0]). */
+  strideB?: [number, number];
+  /** Batch strides of C (default [0, 0]). */
+  strideC?: [number, number];
+}
+
+/** Register-blocking of one GEMM kernel variant. */
+export interface GemmTile {
+  /** Workgroup width (invocations along n). */
+  wx: number;
+  /** Workgroup height (invocations along m). */
+  wy: number;
+  /** Rows of C per invocation. */
+  tm: number;
+  /** Columns of C per invocation in the vec4 variant (a multiple of 4; default 4; the scalar variant uses 4). */
+  tn?: number;
+}
+
+/** Tile used on CPU adapters (llvmpipe: 8-wide SIMD over the workgroup, ~32 vec4 registers before spilling). */
+export const CPU_GEMM_TILE: GemmTile = { wx: 8, wy: 8, tm: 8, tn: 16 };
+/** Tile used on GPU adapters. */
+export const GPU_GEMM_TILE: GemmTile = { wx: 16, wy: 16, tm: 4 };
+
+/** Columns of C per invocation (the width of the accumulator vectors). */
+const TN = 4;
+
+/** The tile {@link gemm} uses on this adapter. */
+export function gemmTileFor(gpu: Gpu): GemmTile {
+  return gpu.isCpu ? CPU_GEMM_TILE : GPU_GEMM_TILE;
+}
+
+/** WGSL of one GEMM variant (exported for inspection and tests). */
+export function gemmWgsl(
+  tile: GemmTile,
+  opts: { transA: boolean; transB: boolean; bias: boolean; accumulate: boolean },
+): string {
+  const { wx, wy, tm } = tile;
+  const bm = wy * tm, bn = wx * TN;
+  const lines: string[] = [];
+  // Row/column indices of this invocation's block, clamped into range so loads never leave the matrix.
+  for (let i = 0; i < tm; i++) lines.push(`  let r${i} = min(row0 + ${i * wy}u, p.m - 1u);`);
+  for (let j = 0; j < TN; j++) lines.push(`  let c${j} = min(col0 + ${j * wx}u, p.n - 1u);`);
+  // Running element indices into A (one per row) and B (one per column).
+  for (let i = 0; i < tm; i++) {
+    lines.push(`  var ia${i} = oA + ${opts.transA ? `r${i}` : `r${i} * p.lda`};`);
+  }
+  for (let j = 0; j < TN; j++) {
+    lines.push(`  var ib${j} = oB + ${opts.transB ? `c${j} * p.ldb` : `c${j}`};`);
+  }
+  for (let i = 0; i < tm; i++) lines.push(`  var acc${i} = vec4<f32>(0.0);`);
+  const stepA = opts.transA ? "p.lda" : "1u";
+  const stepB = opts.transB ? "1u" : "p.ldb";
+  lines.push(`  for (var q = 0u; q < p.k; q++) {`);
+  lines.push(`    let bv = vec4<f32>(${[0, 1, 2, 3].map((j) => `B[ib${j}]`).join(", ")});`);
+  for (let i = 0; i < tm; i++) lines.push(`    acc${i} += A[ia${i}] * bv;`);
+  for (let i = 0; i < tm; i++) lines.push(`    ia${i} += ${stepA};`);
+  for (let j = 0; j < TN; j++) lines.push(`    ib${j} += ${stepB};`);
+  lines.push(`  }`);
+  // Epilogue: guarded stores of alpha·acc (+ bias) (+ C).
+  for (let i = 0; i < tm; i++) {
+    lines.push(`  if (row0 + ${i * wy}u < p.m) {`);
+    lines.push(`    let base${i} = oC + (row0 + ${i * wy}u) * p.ldc;`);
+    for (let j = 0; j < TN; j++) {
+      const comp = "xyzw"[j];
+      let v = `p.alpha * acc${i}.${comp}`;
+      if (opts.bias) v += ` + bias[c${j}]`;
+      const idx = `base${i} + col0 + ${j * wx}u`;
+      const rhs = opts.accumulate ? `C[${idx}] + ${v}` : v;
+      lines.push(`    if (col0 + ${j * wx}u < p.n) { C[${idx}] = ${rhs}; }`);
+    }
+    lines.push(`  }`);
+  }
+  return /* wgsl */ `
+struct P {
+  m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, offA: u32, offB: u32, offC: u32, inner: u32,
+  sA0: u32, sA1: u32, sB0: u32, sB1: u32, sC0: u32, sC1: u32, alpha: f32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+${opts.bias ? "@group(0) @binding(4) var<storage, read> bias: array<f32>;" : ""}
+
+@compute @workgroup_size(${wx}, ${wy})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
+  let zo = wg.z / p.inner;
+  let zi = wg.z % p.inner;
+  let oA = p.offA + zo * p.sA0 + zi * p.sA1;
+  let oB = p.offB + zo * p.sB0 + zi * p.sB1;
+  let oC = p.offC + zo * p.sC0 + zi * p.sC1;
+  let row0 = wg.y * ${bm}u + l.y;
+  let col0 = wg.x * ${bn}u + l.x;
+${lines.join("\n")}
+}
+`;
+}
+
+/**
+ * WGSL of the vec4 variant for op(A) = A (not transposed): A is read as `vec4`s along k, B as `vec4`s along k
+ * (transB) or along n (not transB). Each invocation keeps a tm × tn block of C (tm·tn/4 vec4 accumulators), so
+ * 4 k-steps cost tm + tn vector loads for tm·tn vec4 FMAs (on llvmpipe a buffer load at a computed address is a
+ * per-lane scalar loop costing about ten vec4 FMAs, so FMAs per load is what sets the speed). Requires k, lda,
+ * ldb, offA, offB and the A/B batch strides to be multiples of 4 (the launcher checks and otherwise uses
+ * {@link gemmWgsl}). Loads past the end of a ragged row land on padding, the next row or (robust access) a
+ * clamped address, and only feed outputs that are never stored.
+ */
+export function gemmVec4Wgsl(
+  tile: GemmTile,
+  opts: { transB: boolean; bias: boolean; accumulate: boolean },
+): string {
+  const { wx, wy, tm } = tile;
+  const tn = tile.tn ?? TN;
+  const nv = tn / 4;
+  const bm = wy * tm;
+  const L: string[] = [];
+  const X = "xyzw";
+  for (let i = 0; i < tm; i++) {
+    L.push(`  let ia${i} = oA4 + min(row0 + ${i * wy}u, p.m - 1u) * (p.lda / 4u);`);
+  }
+  // Output columns of this invocation: strided by wx (transB) or one contiguous block of tn (not transB).
+  const col = (j: number) => opts.transB ? `col0 + ${j * wx}u` : `col0 + ${j}u`;
+  if (opts.transB) {
+    L.push(`  let col0 = wg.x * ${wx * tn}u + l.x;`);
+    for (let j = 0; j < tn; j++) L.push(`  let ib${j} = oB4 + min(${col(j)}, p.n - 1u) * (p.ldb / 4u);`);
+  } else {
+    L.push(`  let col0 = (wg.x * ${wx}u + l.x) * ${tn}u;`);
+    L.push(`  let ldb4 = p.ldb / 4u;`);
+    for (let v = 0; v < nv; v++) L.push(`  let cb${v} = min(col0 / 4u + ${v}u, (p.n - 1u) / 4u);`);
+    L.push(`  var ib = oB4;`);
+  }
+  for (let i = 0; i < tm; i++) for (let v = 0; v < nv; v++) L.push(`  var acc${i}_${v} = vec4<f32>(0.0);`);
+  L.push(`  for (var q = 0u; q < p.k / 4u; q++) {`);
+  for (let i = 0; i < tm; i++) L.push(`    let a${i} = A[ia${i} + q];`);
+  if (opts.transB) {
+    for (let j = 0; j < tn; j++) L.push(`    let b${j} = B[ib${j} + q];`);
+    for (let c = 0; c < 4; c++) {
+      for (let v = 0; v < nv; v++) {
+        const bs = [0, 1, 2, 3].map((u) => `b${4 * v + u}.${X[c]}`).join(", ");
+        L.push(`    let bv${c}_${v} = vec4<f32>(${bs});`);
+      }
+    }
+  } else {
+    for (let c = 0; c < 4; c++) {
+      for (let v = 0; v < nv; v++) L.push(`    let bv${c}_${v} = B[ib + ${c}u * ldb4 + cb${v}];`);
+    }
+    L.push(`    ib += 4u * ldb4;`);
+  }
+  for (let c = 0; c < 4; c++) {
+    for (let i = 0; i < tm; i++) {
+      for (let v = 0; v < nv; v++) L.push(`    acc${i}_${v} += a${i}.${X[c]} * bv${c}_${v};`);
+    }
+  }
+  L.push(`  }`);
+  for (let i = 0; i < tm; i++) {
+    L.push(`  if (row0 + ${i * wy}u < p.m) {`);
+    L.push(`    let base${i} = oC + (row0 + ${i * wy}u) * p.ldc;`);
+    for (let j = 0; j < tn; j++) {
+      let v = `p.alpha * acc${i}_${j >> 2}.${X[j & 3]}`;
+      if (opts.bias) v += ` + bias[${col(j)}]`;
+      const idx = `base${i} + ${col(j)}`;
+      L.push(`    if (${col(j)} < p.n) { C[${idx}] = ${opts.accumulate ? `C[${idx}] + ${v}` : v}; }`);
+    }
+    L.push(`  }`);
+  }
+  return /* wgsl */ `
+struct P {
+  m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, offA: u32, offB: u32, offC: u32, inner: u32,
+  sA0: u32, sA1: u32, sB0: u32, sB1: u32, sC0: u32, sC1: u32, alpha: f32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> A: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> B: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+${opts.bias ? "@group(0) @binding(4) var<storage, read> bias: array<f32>;" : ""}
+
+@compute @workgroup_size(${wx}, ${wy})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
+  let zo = wg.z / p.inner;
+  let zi = wg.z % p.inner;
+  let oA4 = (p.offA + zo * p.sA0 + zi * p.sA1) / 4u;
+  let oB4 = (p.offB + zo * p.sB0 + zi * p.sB1) / 4u;
+  let oC = p.offC + zo * p.sC0 + zi * p.sC1;
+  let row0 = wg.y * ${bm}u + l.y;
+${L.join("\n")}
+}
+`;
+}
+
+function checkCount(what: string, v: number, min: number): void {
+  if (!Number.isInteger(v) || v < min || v > 0xffffffff) {
+    throw new Error(`gemm: ${what} must be an integer >= ${min} (and < 2^32), got ${v}`);
+  }
+}
+
+function checkBuffer(gpu: Gpu, what: string, buf: GPUBuffer, needed: number): void {
+  if (buf.size < needed * 4) {
+    throw new Error(
+      `gemm: buffer ${what} (${buf.label || "unlabelled"}) has ${
+        buf.size / 4
+      } f32 elements, needs at least ${needed}`,
+    );
+  }
+  if (buf.size > gpu.limits.maxStorageBufferBindingSize) {
+    throw new Error(
+      `gemm: buffer ${what} (${buf.label || "unlabelled"}) is ${buf.size} bytes, above this adapter's ` +
+        `maxStorageBufferBindingSize ${gpu.limits.maxStorageBufferBindingSize}; split it`,
+    );
+  }
+}
+
+/**
+ * Records C (=|+=) alpha·op(A)·op(B) (+ bias) for every batch element: C[offC + i*ldc + j] for i < m, j < n.
+ * Only records the dispatch (no submit). Throws a clear error for inconsistent sizes, strides or buffers.
+ *
+ * @example
+ * ```ts
+ * // y[tokens, out] = x[tokens, in] · W[out, in]ᵀ + b
+ * gemm(rec, { a: x, b: w, bias: b, c: y, m: tokens, n: out, k: inFeatures, transB: true });
+ * // attention scores per (batch, head): S = Q Kᵀ / sqrt(d), Q and K inside [batch·seq, hidden]
+ * gemm(rec, { a: q, b: kk, c: s, m: seq, n: seq, k: d, transB: true, lda: hidden, ldb: hidden, alpha: 1 / Math.sqrt(d),
+ *   batch: [batch, heads], strideA: [seq * hidden, d], strideB: [seq * hidden, d], strideC: [heads * seq * seq, seq * seq] });
+ * ```
+ */
+export function gemm(rec: Recorder, args: GemmArgs): void {
+  const gpu = rec.gpu;
+  const { m, n, k } = args;
+  checkCount("m", m, 0);
+  checkCount("n", n, 0);
+  checkCount("k", k, 0);
+  const transA = args.transA ?? false, transB = args.transB ?? false;
+  const lda = args.lda ?? (transA ? m : k);
+  const ldb = args.ldb ?? (transB ? k : n);
+  const ldc = args.ldc ?? n;
+  const offA = args.offA ?? 0, offB = args.offB ?? 0, offC = args.offC ?? 0;
+  const [outer, inner] = args.batch ?? [1, 1];
+  const sA = args.strideA ?? [0, 0], sB = args.strideB ?? [0, 0], sC = args.strideC ?? [0, 0];
+  const alpha = args.alpha ?? 1;
+  for (
+    const [what, v] of [["lda", lda], ["ldb", ldb], ["ldc", ldc], ["offA", offA], ["offB", offB]] as const
+  ) {
+    checkCount(what, v, 0);
+  }
+  checkCount("offC", offC, 0);
+  checkCount("batch[0]", outer, 1);
+  checkCount("batch[1]", inner, 1);
+  for (const [what, s] of [["strideA", sA], ["strideB", sB], ["strideC", sC]] as const) {
+    if (!Array.isArray(s) || s.length !== 2) throw new Error(`gemm: ${what} must be [outer, inner] strides`);
+    checkCount(`${what}[0]`, s[0], 0);
+    checkCount(`${what}[1]`, s[1], 0);
+  }
+  if (!Number.isFinite(alpha)) throw new Error(`gemm: alpha must be finite, got ${alpha}`);
+  if (lda < (transA ? m : k)) throw new Error(`gemm: lda ${lda} < ${transA ? "m" : "k"} ${transA ? m : k}`);
+  if (ldb < (transB ? k : n)) throw new Error(`gemm: ldb ${ldb} < ${transB ? "k" : "n"} ${transB ? k : n}`);
+  if (ldc < n) throw new Error(`gemm: ldc ${ldc} < n ${n}`);
+  if (args.c === args.a || args.c === args.b) {
+    throw new Error(
+      "gemm: output c must be a different buffer from a and b (WebGPU forbids writable aliasing)",
+    );
+  }
+  if (m === 0 || n === 0) return;
+  const last = (off: number, s: readonly number[]) => off + (outer - 1) * s[0] + (inner - 1) * s[1];
+  if (k > 0) {
+    checkBuffer(gpu, "a", args.a, last(offA, sA) + (transA ? (k - 1) * lda + m : (m - 1) * lda + k));
+    checkBuffer(gpu, "b", args.b, last(offB, sB) + (transB ? (n - 1) * ldb + k : (k - 1) * ldb + n));
+  }
+  checkBuffer(gpu, "c", args.c, last(offC, sC) + (m - 1) * ldc + n);
+  if (args.bias) checkBuffer(gpu, "bias", args.bias, n);
+
+  const tile = gemmTileFor(gpu);
+  const opts = { transA, transB, bias: !!args.bias, accumulate: !!args.accumulate };
+  // The vec4 variant needs op(A) = A and every A/B address that starts a vec4 to be 4-aligned.
+  const vec4 = !transA && [k, lda, ldb, offA, offB, ...sA, ...sB].every((v) => v % 4 === 0);
+  const tn = vec4 ? tile.tn ?? TN : TN;
+  const key =
+    `gemm${vec4 ? "-vec4" : ""}:wx${tile.wx}:wy${tile.wy}:tm${tile.tm}:tn${tn}:tA${+transA}:tB${+transB}` +
+    `:bias${+opts.bias}:acc${+opts.accumulate}`;
+  const pipeline = gpu.pipeline(key, vec4 ? gemmVec4Wgsl(tile, opts) : gemmWgsl(tile, opts));
+  const batches = outer * inner;
+  const buffers = [args.a, args.b, args.c];
+  if (args.bias) buffers.push(args.bias);
+  rec.dispatch({
+    pipeline,
+    buffers,
+    u32: [m, n, k, lda, ldb, ldc, offA, offB, offC, inner, sA[0], sA[1], sB[0], sB[1], sC[0], sC[1]],
+    f32: [alpha],
+    groups: [Math.ceil(n / (tile.wx * tn)), Math.ceil(m / (tile.wy * tile.tm)), batches],
+    label: "gemm",
+    shape: `${m}x${n}x${k}${transA ? "tA" : ""}${transB ? "tB" : ""}${batches > 1 ? `b${batches}` : ""}`,
+    flops: batches * (2 * m * n * k + (args.bias ? m * n : 0) + (args.accumulate ? m * n : 0)),
+    bytes: 4 * batches * (m * k + k * n + m * n * (args.accumulate ? 2 : 1)) + (args.bias ? 4 * n : 0),
+  });
+}

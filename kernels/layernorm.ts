@@ -1,0 +1,176 @@
+/**
+ * Row-wise LayerNorm over x [rows, cols] (biased variance, like torch), saving mean and rstd per row for the
+ * backward pass; the backward computes only the input gradient (gamma and beta are frozen in LoRA fine-tuning).
+ *
+ * One invocation per row with a loop over the columns (two passes: mean, then centred variance), which keeps
+ * llvmpipe free of workgroup barriers; rows are the token count (hundreds to thousands).
+ *
+ * Profiler convention: forward flops 8 per element (sum, centred square, normalise, scale, shift), bytes
+ * 4·(2·rows·cols + 2·cols + 2·rows); backward flops 10 per element, bytes 4·(3·rows·cols + cols + 2·rows)
+ * (+ rows·cols when accumulating).
+ * @module
+ */
+import type { Recorder } from "./recorder.ts";
+import { linearGrid, requireCount, requireDistinct, requireElements, requireFinite } from "./elementwise.ts";
+
+const WG = 64;
+
+const FORWARD_WGSL = `
+struct P { n: u32, stride: u32, cols: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> rstd: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let r = g.x + g.y * p.stride;
+  if (r >= p.n) { return; }
+  let base = r * p.cols;
+  var s = 0.0;
+  for (var c = 0u; c < p.cols; c++) { s += x[base + c]; }
+  let mu = s / f32(p.cols);
+  var v = 0.0;
+  for (var c = 0u; c < p.cols; c++) { let d = x[base + c] - mu; v += d * d; }
+  let rs = 1.0 / sqrt(v / f32(p.cols) + p.eps);
+  mean[r] = mu;
+  rstd[r] = rs;
+  for (var c = 0u; c < p.cols; c++) { y[base + c] = (x[base + c] - mu) * rs * gamma[c] + beta[c]; }
+}`;
+
+const BACKWARD_WGSL = (accumulate: boolean) => `
+struct P { n: u32, stride: u32, cols: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> mean: array<f32>;
+@group(0) @binding(5) var<storage, read> rstd: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let r = g.x + g.y * p.stride;
+  if (r >= p.n) { return; }
+  let base = r * p.cols;
+  let mu = mean[r];
+  let rs = rstd[r];
+  var sg = 0.0;
+  var sgx = 0.0;
+  for (var c = 0u; c < p.cols; c++) {
+    let gv = dy[base + c] * gamma[c];
+    sg += gv;
+    sgx += gv * (x[base + c] - mu) * rs;
+  }
+  sg = sg / f32(p.cols);
+  sgx = sgx / f32(p.cols);
+  for (var c = 0u; c < p.cols; c++) {
+    let xh = (x[base + c] - mu) * rs;
+    let v = rs * (dy[base + c] * gamma[c] - sg - xh * sgx);
+    ${accumulate ? "dx[base + c] = dx[base + c] + v;" : "dx[base + c] = v;"}
+  }
+}`;
+
+/**
+ * LayerNorm forward: `y = (x − mean)·rstd·gamma + beta` row-wise, rstd = 1/sqrt(var + eps); writes mean and
+ * rstd [rows] for the backward pass. x, y: [rows, cols]; gamma, beta: [cols]. y must not alias x.
+ *
+ * @example
+ * ```ts
+ * layerNorm(rec, { x: sum, gamma, beta, y: hidden, mean, rstd, rows: tokens, cols: 1024, eps: 1e-5 });
+ * ```
+ */
+export function layerNorm(
+  rec: Recorder,
+  a: {
+    x: GPUBuffer;
+    gamma: GPUBuffer;
+    beta: GPUBuffer;
+    y: GPUBuffer;
+    mean: GPUBuffer;
+    rstd: GPUBuffer;
+    rows: number;
+    cols: number;
+    eps: number;
+  },
+): void {
+  const k = "layerNorm";
+  requireCount(k, "rows", a.rows);
+  requireCount(k, "cols", a.cols);
+  if (a.cols === 0) throw new Error("layerNorm: cols must be at least 1");
+  requireFinite(k, "eps", a.eps);
+  if (a.eps < 0) throw new Error(`layerNorm: eps must be >= 0, got ${a.eps}`);
+  const n = a.rows * a.cols;
+  requireElements(k, "x", a.x, n);
+  requireElements(k, "gamma", a.gamma, a.cols);
+  requireElements(k, "beta", a.beta, a.cols);
+  requireElements(k, "y", a.y, n);
+  requireElements(k, "mean", a.mean, a.rows);
+  requireElements(k, "rstd", a.rstd, a.rows);
+  requireDistinct(k, ["x", "y", "mean", "rstd"], [a.x, a.y, a.mean, a.rstd]);
+  const { groups, stride } = linearGrid(rec, a.rows, WG);
+  rec.dispatch({
+    pipeline: rec.gpu.pipeline("layernorm", FORWARD_WGSL),
+    buffers: [a.x, a.gamma, a.beta, a.y, a.mean, a.rstd],
+    u32: [a.rows, stride, a.cols],
+    f32: [a.eps],
+    groups,
+    label: k,
+    shape: `${a.rows}x${a.cols}`,
+    flops: 8 * n,
+    bytes: 4 * (2 * n + 2 * a.cols + 2 * a.rows),
+  });
+}
+
+/**
+ * LayerNorm input gradient with frozen gamma/beta (no parameter gradients):
+ * `dx (=|+=) rstd·(g − mean(g) − x̂·mean(g·x̂))` with g = dy·gamma, x̂ = (x − mean)·rstd, using the mean and
+ * rstd saved by `layerNorm`. With `accumulate` the result is added to dx (e.g. a residual gradient).
+ */
+export function layerNormBackward(
+  rec: Recorder,
+  a: {
+    dy: GPUBuffer;
+    x: GPUBuffer;
+    gamma: GPUBuffer;
+    mean: GPUBuffer;
+    rstd: GPUBuffer;
+    dx: GPUBuffer;
+    rows: number;
+    cols: number;
+    accumulate?: boolean;
+  },
+): void {
+  const k = "layerNormBackward";
+  requireCount(k, "rows", a.rows);
+  requireCount(k, "cols", a.cols);
+  if (a.cols === 0) throw new Error("layerNormBackward: cols must be at least 1");
+  const n = a.rows * a.cols;
+  requireElements(k, "dy", a.dy, n);
+  requireElements(k, "x", a.x, n);
+  requireElements(k, "gamma", a.gamma, a.cols);
+  requireElements(k, "mean", a.mean, a.rows);
+  requireElements(k, "rstd", a.rstd, a.rows);
+  requireElements(k, "dx", a.dx, n);
+  for (
+    const [name, b] of [["dy", a.dy], ["x", a.x], ["gamma", a.gamma], ["mean", a.mean], [
+      "rstd",
+      a.rstd,
+    ]] as const
+  ) {
+    requireDistinct(k, [name, "dx"], [b, a.dx]);
+  }
+  const acc = a.accumulate ?? false;
+  const { groups, stride } = linearGrid(rec, a.rows, WG);
+  rec.dispatch({
+    pipeline: rec.gpu.pipeline(`layernorm-backward-${acc ? "acc" : "set"}`, BACKWARD_WGSL(acc)),
+    buffers: [a.dy, a.x, a.gamma, a.mean, a.rstd, a.dx],
+    u32: [a.rows, stride, a.cols],
+    groups,
+    label: k,
+    shape: `${a.rows}x${a.cols}`,
+    flops: 10 * n,
+    bytes: 4 * ((acc ? 4 : 3) * n + a.cols + 2 * a.rows),
+  });
+}

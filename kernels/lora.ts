@@ -1,0 +1,449 @@
+/**
+ * FedLoDrop-masked LoRA on WebGPU: the low-rank branch of y = x Wᵀ + b + s·(drop(x) Âᵀ) B̂ᵀ with
+ * Â = A·diag(mA) (dropped input columns) and B̂ = diag(mB)·B (dropped output rows), forward and backward.
+ * Dropped columns of A and rows of B get gradients that are exactly zero.
+ *
+ * lora_dropout uses the shared counter-based RNG: element x[row, col] is kept when
+ * `uniform_key5(k0, k1, k2, k3, row*nIn + col) >= p` — the same decision as `keepKey(p, k0, k1, k2, k3, i)` in
+ * TypeScript. The comparison is done on the integer hash against ceil(p·2^24), which is exactly equivalent
+ * to the float64 `keepKey` for every p (a float32 p could round across a grid point). Kept values are scaled
+ * by 1/(1-p); p = 0 compiles a variant without any RNG.
+ *
+ * The rank r is a compile-time constant of each variant (accumulators unrolled in registers), r <= 64.
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+import type { Recorder } from "./recorder.ts";
+import { RNG_WGSL } from "./rng.ts";
+
+/** Largest LoRA rank the kernels are generated for. */
+export const MAX_LORA_RANK = 64;
+
+/** Arguments of {@link loraForward}. Shapes: x [m, nIn], a [r, nIn], b [nOut, r], maskA [nIn], maskB [nOut]. */
+export interface LoraForwardArgs {
+  /** Layer input x [m, nIn]. */
+  x: GPUBuffer;
+  /** LoRA A [r, nIn]. */
+  a: GPUBuffer;
+  /** LoRA B [nOut, r]. */
+  b: GPUBuffer;
+  /** Column mask of A, f32 0/1 [nIn]. */
+  maskA: GPUBuffer;
+  /** Row mask of B, f32 0/1 [nOut]. */
+  maskB: GPUBuffer;
+  /** Output t = (drop(x) ⊙ mA) Aᵀ [m, r], saved for the backward pass. */
+  t: GPUBuffer;
+  /** y [m, nOut], already holding x Wᵀ + b; the LoRA branch is added to it. */
+  y: GPUBuffer;
+  /** Rows (tokens). */
+  m: number;
+  /** Input features. */
+  nIn: number;
+  /** Output features. */
+  nOut: number;
+  /** Rank. */
+  r: number;
+  /** Scale s (alpha / r). */
+  scale: number;
+  /** lora_dropout rate p in [0, 1) (default 0: no dropout, no RNG). */
+  dropout?: number;
+  /** Dropout key [k0, k1, k2, k3] (required when dropout > 0). */
+  dropKey?: [number, number, number, number];
+}
+
+/** Arguments of {@link loraBackward}. */
+export interface LoraBackwardArgs {
+  /** Gradient of y [m, nOut]. */
+  dy: GPUBuffer;
+  /** Layer input x [m, nIn] (as given to the forward pass). */
+  x: GPUBuffer;
+  /** LoRA A [r, nIn]. */
+  a: GPUBuffer;
+  /** LoRA B [nOut, r]. */
+  b: GPUBuffer;
+  /** Column mask of A [nIn]. */
+  maskA: GPUBuffer;
+  /** Row mask of B [nOut]. */
+  maskB: GPUBuffer;
+  /** t [m, r] saved by the forward pass. */
+  t: GPUBuffer;
+  /** Gradient of A [r, nIn] (columns with mA = 0 get exactly 0). */
+  dA: GPUBuffer;
+  /** Gradient of B [nOut, r] (rows with mB = 0 get exactly 0). */
+  dB: GPUBuffer;
+  /** When given, the LoRA branch's input gradient is added into dx [m, nIn]. */
+  dx?: GPUBuffer;
+  /** Rows (tokens). */
+  m: number;
+  /** Input features. */
+  nIn: number;
+  /** Output features. */
+  nOut: number;
+  /** Rank. */
+  r: number;
+  /** Scale s. */
+  scale: number;
+  /** lora_dropout rate (the forward pass's). */
+  dropout?: number;
+  /** Dropout key (the forward pass's). */
+  dropKey?: [number, number, number, number];
+  /** dA += and dB += instead of = (default false). */
+  accumulateGrads?: boolean;
+  /**
+   * Scratch for dt [m, r] (at least m·r f32). When omitted, one buffer per Gpu is allocated on first use, grown
+   * when a larger m·r is needed, and reused (dispatches run in order, so sequential layers can share it).
+   */
+  scratch?: GPUBuffer;
+}
+
+const scratchCache = new WeakMap<Gpu, GPUBuffer>();
+
+function scratchFor(gpu: Gpu, elements: number): GPUBuffer {
+  let buf = scratchCache.get(gpu);
+  if (!buf || buf.size < elements * 4) {
+    // The old buffer may still be referenced by recorded, unsubmitted work: let GC reclaim it, do not destroy.
+    buf = gpu.buffer(elements * 4, "lora dt scratch");
+    scratchCache.set(gpu, buf);
+  }
+  return buf;
+}
+
+interface Dims {
+  m: number;
+  nIn: number;
+  nOut: number;
+  r: number;
+  scale: number;
+  dropout?: number;
+  dropKey?: [number, number, number, number];
+}
+
+function validate(kernel: string, d: Dims, bufs: [string, GPUBuffer | undefined, number][]): void {
+  for (const f of ["m", "nIn", "nOut", "r"] as const) {
+    const v = d[f];
+    if (!Number.isInteger(v) || v < 1 || v > 0x7fffffff) {
+      throw new Error(`${kernel}: ${f} must be a positive integer, got ${v}`);
+    }
+  }
+  if (d.r > MAX_LORA_RANK) {
+    throw new Error(`${kernel}: rank r = ${d.r} exceeds MAX_LORA_RANK ${MAX_LORA_RANK}`);
+  }
+  if (d.m * d.nIn > 0xffffffff || d.m * d.nOut > 0xffffffff) {
+    throw new Error(`${kernel}: m·nIn or m·nOut exceeds 2^32 elements`);
+  }
+  if (!Number.isFinite(d.scale)) throw new Error(`${kernel}: scale must be finite, got ${d.scale}`);
+  const p = d.dropout ?? 0;
+  if (!(p >= 0 && p < 1)) throw new Error(`${kernel}: dropout must be in [0, 1), got ${p}`);
+  if (p > 0) {
+    const k = d.dropKey;
+    if (!Array.isArray(k) || k.length !== 4 || !k.every((w) => Number.isInteger(w))) {
+      throw new Error(`${kernel}: dropout ${p} > 0 needs dropKey as four integers [k0, k1, k2, k3]`);
+    }
+  }
+  for (const [name, buf, needed] of bufs) {
+    if (!buf) continue;
+    if (buf.size < needed * 4) {
+      throw new Error(
+        `${kernel}: buffer ${name} (${buf.label || "unlabelled"}) has ${
+          buf.size / 4
+        } f32 elements, needs ${needed}`,
+      );
+    }
+  }
+}
+
+/** Uniform layout shared by every LoRA kernel: u32 m, nIn, nOut, thr, k0..k3; f32 scale, invKeep. */
+const PARAMS = /* wgsl */ `
+struct P { m: u32, nIn: u32, nOut: u32, thr: u32, k0: u32, k1: u32, k2: u32, k3: u32, scale: f32, invKeep: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+`;
+
+/** WGSL `drop_factor(i)`: 0 or 1/(1-p) with dropout, the constant 1 without. */
+function dropWgsl(drop: boolean): string {
+  if (!drop) return `fn drop_factor(i: u32) -> f32 { return 1.0; }\n`;
+  return RNG_WGSL + /* wgsl */ `
+fn drop_factor(i: u32) -> f32 {
+  // keep iff uniform_key5(..) >= p  <=>  (hash >> 8) >= ceil(p * 2^24) = p.thr (exact integer comparison)
+  if ((hash_key5(p.k0, p.k1, p.k2, p.k3, i) >> 8u) >= p.thr) { return p.invKeep; }
+  return 0.0;
+}
+`;
+}
+
+/** `lines` repeated for q = 0..r-1 with `$q` replaced. */
+function unroll(r: number, line: string): string {
+  return Array.from({ length: r }, (_, q) => line.replaceAll("$q", String(q))).join("\n");
+}
+
+const WG1 = 64;
+const WG2 = 8;
+
+/** The WGSL of one LoRA kernel variant (exported for inspection). */
+export function loraWgsl(
+  kind: "down" | "up" | "dB" | "dt" | "dA" | "dx",
+  r: number,
+  drop: boolean,
+  acc: boolean,
+) {
+  const usesDrop = kind === "down" || kind === "dA" || kind === "dx";
+  const head = PARAMS + (usesDrop ? dropWgsl(drop) : "");
+  const decl = (i: number, name: string, rw = false) =>
+    `@group(0) @binding(${i}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<f32>;`;
+  const store = (lhs: string, v: string) => acc ? `${lhs} = ${lhs} + ${v};` : `${lhs} = ${v};`;
+  switch (kind) {
+    case "down": // t[i, q] = Σ_c drop(x[i,c]) mA[c] A[q, c]   — one invocation per row
+      return head + [decl(1, "X"), decl(2, "A"), decl(3, "MA"), decl(4, "T", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let i = g.x;
+  if (i >= p.m) { return; }
+${unroll(r, "  var a$q = 0.0;")}
+  let row = i * p.nIn;
+  for (var c = 0u; c < p.nIn; c++) {
+    let mask = MA[c];
+    if (mask == 0.0) { continue; }
+    let xv = X[row + c] * mask * drop_factor(row + c);
+${unroll(r, "    a$q += xv * A[$qu * p.nIn + c];")}
+  }
+${unroll(r, `  T[i * ${r}u + $qu] = a$q;`)}
+}`;
+    case "up": // y[i, j] += s mB[j] Σ_q t[i,q] B[j,q]   — one invocation per element
+      return head + [decl(1, "T"), decl(2, "B"), decl(3, "MB"), decl(4, "Y", true)].join("\n") + `
+@compute @workgroup_size(${WG2}, ${WG2}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let j = g.x;
+  let i = g.y;
+  if (i >= p.m || j >= p.nOut) { return; }
+  let mask = MB[j];
+  if (mask == 0.0) { return; }
+  var s = 0.0;
+${unroll(r, `  s += T[i * ${r}u + $qu] * B[j * ${r}u + $qu];`)}
+  let idx = i * p.nOut + j;
+  Y[idx] = Y[idx] + p.scale * mask * s;
+}`;
+    case "dB": // dB[j, q] (=|+=) s mB[j] Σ_i dy[i,j] t[i,q]   — one invocation per output row j
+      return head + [decl(1, "DY"), decl(2, "T"), decl(3, "MB"), decl(4, "DB", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let j = g.x;
+  if (j >= p.nOut) { return; }
+  let mask = MB[j];
+${unroll(r, "  var a$q = 0.0;")}
+  if (mask != 0.0) {
+    for (var i = 0u; i < p.m; i++) {
+      let d = DY[i * p.nOut + j];
+${unroll(r, `      a$q += d * T[i * ${r}u + $qu];`)}
+    }
+  }
+  let f = p.scale * mask;
+${unroll(r, "  " + store(`DB[j * ${r}u + $qu]`, "select(0.0, f * a$q, mask != 0.0)"))}
+}`;
+    case "dt": // dt[i, q] = s Σ_j dy[i,j] mB[j] B[j,q]   — one invocation per row i
+      return head + [decl(1, "DY"), decl(2, "B"), decl(3, "MB"), decl(4, "DT", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let i = g.x;
+  if (i >= p.m) { return; }
+${unroll(r, "  var a$q = 0.0;")}
+  let row = i * p.nOut;
+  for (var j = 0u; j < p.nOut; j++) {
+    let mask = MB[j];
+    if (mask == 0.0) { continue; }
+    let d = DY[row + j] * mask;
+${unroll(r, `    a$q += d * B[j * ${r}u + $qu];`)}
+  }
+${unroll(r, `  DT[i * ${r}u + $qu] = p.scale * a$q;`)}
+}`;
+    case "dA": // dA[q, c] (=|+=) mA[c] Σ_i dt[i,q] drop(x[i,c])   — one invocation per input column c
+      return head + [decl(1, "DT"), decl(2, "X"), decl(3, "MA"), decl(4, "DA", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let c = g.x;
+  if (c >= p.nIn) { return; }
+  let mask = MA[c];
+${unroll(r, "  var a$q = 0.0;")}
+  if (mask != 0.0) {
+    for (var i = 0u; i < p.m; i++) {
+      let idx = i * p.nIn + c;
+      let xv = X[idx] * drop_factor(idx);
+${unroll(r, `      a$q += DT[i * ${r}u + $qu] * xv;`)}
+    }
+  }
+${unroll(r, "  " + store(`DA[$qu * p.nIn + c]`, "select(0.0, mask * a$q, mask != 0.0)"))}
+}`;
+    case "dx": // dx[i, c] += mA[c] drop'(i,c) Σ_q dt[i,q] A[q,c]   — one invocation per element
+      return head + [decl(1, "DT"), decl(2, "A"), decl(3, "MA"), decl(4, "DX", true)].join("\n") + `
+@compute @workgroup_size(${WG2}, ${WG2}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let c = g.x;
+  let i = g.y;
+  if (i >= p.m || c >= p.nIn) { return; }
+  let mask = MA[c];
+  if (mask == 0.0) { return; }
+  var s = 0.0;
+${unroll(r, `  s += DT[i * ${r}u + $qu] * A[$qu * p.nIn + c];`)}
+  let idx = i * p.nIn + c;
+  DX[idx] = DX[idx] + s * mask * drop_factor(idx);
+}`;
+  }
+}
+
+function uniforms(d: Dims): { u32: number[]; f32: number[]; drop: boolean } {
+  const p = d.dropout ?? 0;
+  const [k0, k1, k2, k3] = p > 0 ? d.dropKey! : [0, 0, 0, 0];
+  return {
+    u32: [d.m, d.nIn, d.nOut, Math.ceil(p * 16777216), k0, k1, k2, k3],
+    f32: [d.scale, p > 0 ? 1 / (1 - p) : 1],
+    drop: p > 0,
+  };
+}
+
+function launch(
+  rec: Recorder,
+  kind: "down" | "up" | "dB" | "dt" | "dA" | "dx",
+  d: Dims,
+  buffers: GPUBuffer[],
+  groups: [number, number?],
+  acc: boolean,
+  flops: number,
+  bytes: number,
+): void {
+  const { u32, f32, drop } = uniforms(d);
+  const usesDrop = kind === "down" || kind === "dA" || kind === "dx";
+  const key = `lora-${kind}:r${d.r}:drop${+(drop && usesDrop)}:acc${+acc}`;
+  rec.dispatch({
+    pipeline: rec.gpu.pipeline(key, loraWgsl(kind, d.r, drop && usesDrop, acc)),
+    buffers,
+    u32,
+    f32,
+    groups,
+    label: `lora-${kind}`,
+    shape: `${d.m}x${d.nIn}x${d.nOut}r${d.r}`,
+    flops,
+    bytes,
+  });
+}
+
+function noAlias(kernel: string, out: [string, GPUBuffer], ins: [string, GPUBuffer][]): void {
+  for (const [name, b] of ins) {
+    if (b === out[1]) throw new Error(`${kernel}: output ${out[0]} must not be the same buffer as ${name}`);
+  }
+}
+
+/**
+ * Records the masked LoRA forward: t = (drop(x) ⊙ mA) Aᵀ and y += s·(t Bᵀ) ⊙ mB (two dispatches).
+ *
+ * @example
+ * ```ts
+ * gemm(rec, { a: x, b: wq, bias: bq, c: q, m, n: hidden, k: hidden, transB: true }); // q = x Wᵀ + b
+ * loraForward(rec, { x, a: loraA, b: loraB, maskA, maskB, t, y: q, m, nIn: hidden, nOut: hidden, r: 8, scale: 2,
+ *   dropout: 0.1, dropKey: [seed, Purpose.dropout, step, tensorId] });
+ * ```
+ */
+export function loraForward(rec: Recorder, args: LoraForwardArgs): void {
+  const { m, nIn, nOut, r } = args;
+  validate("loraForward", args, [
+    ["x", args.x, m * nIn],
+    ["a", args.a, r * nIn],
+    ["b", args.b, nOut * r],
+    ["maskA", args.maskA, nIn],
+    ["maskB", args.maskB, nOut],
+    ["t", args.t, m * r],
+    ["y", args.y, m * nOut],
+  ]);
+  noAlias("loraForward", ["t", args.t], [["x", args.x], ["a", args.a], ["maskA", args.maskA]]);
+  noAlias("loraForward", ["y", args.y], [["t", args.t], ["b", args.b], ["maskB", args.maskB]]);
+  launch(
+    rec,
+    "down",
+    args,
+    [args.x, args.a, args.maskA, args.t],
+    [Math.ceil(m / WG1)],
+    false,
+    2 * m * nIn * r,
+    4 * (m * nIn + r * nIn + nIn + m * r),
+  );
+  launch(
+    rec,
+    "up",
+    args,
+    [args.t, args.b, args.maskB, args.y],
+    [Math.ceil(nOut / WG2), Math.ceil(m / WG2)],
+    true,
+    2 * m * nOut * r + 2 * m * nOut,
+    4 * (m * r + nOut * r + nOut + 2 * m * nOut),
+  );
+}
+
+/**
+ * Records the masked LoRA backward (four dispatches, five with dx): dB (=|+=) s·((dy ⊙ mB)ᵀ t),
+ * dt = s·(dy ⊙ mB) B into scratch, dA (=|+=) dtᵀ (drop(x) ⊙ mA), and dx += drop'((dt A) ⊙ mA) when dx is given.
+ * Rows of dB with mB = 0 and columns of dA with mA = 0 are written as exactly 0 (or left unchanged when
+ * accumulating).
+ *
+ * @example
+ * ```ts
+ * loraBackward(rec, { dy: dq, x, a: loraA, b: loraB, maskA, maskB, t, dA, dB, dx, m, nIn: hidden, nOut: hidden,
+ *   r: 8, scale: 2, dropout: 0.1, dropKey: sameKeyAsForward });
+ * ```
+ */
+export function loraBackward(rec: Recorder, args: LoraBackwardArgs): void {
+  const { m, nIn, nOut, r } = args;
+  validate("loraBackward", args, [
+    ["dy", args.dy, m * nOut],
+    ["x", args.x, m * nIn],
+    ["a", args.a, r * nIn],
+    ["b", args.b, nOut * r],
+    ["maskA", args.maskA, nIn],
+    ["maskB", args.maskB, nOut],
+    ["t", args.t, m * r],
+    ["dA", args.dA, r * nIn],
+    ["dB", args.dB, nOut * r],
+    ["dx", args.dx, m * nIn],
+    ["scratch", args.scratch, m * r],
+  ]);
+  const dt = args.scratch ?? scratchFor(rec.gpu, m * r);
+  const acc = args.accumulateGrads ?? false;
+  noAlias("loraBackward", ["dB", args.dB], [["dy", args.dy], ["t", args.t], ["maskB", args.maskB]]);
+  noAlias("loraBackward", ["scratch", dt], [["dy", args.dy], ["b", args.b], ["maskB", args.maskB]]);
+  noAlias("loraBackward", ["dA", args.dA], [["scratch", dt], ["x", args.x], ["maskA", args.maskA]]);
+  if (args.dx) {
+    noAlias("loraBackward", ["dx", args.dx], [["scratch", dt], ["a", args.a], ["maskA", args.maskA]]);
+  }
+  launch(
+    rec,
+    "dB",
+    args,
+    [args.dy, args.t, args.maskB, args.dB],
+    [Math.ceil(nOut / WG1)],
+    acc,
+    2 * m * nOut * r,
+    4 * (m * nOut + m * r + nOut + nOut * r * (acc ? 2 : 1)),
+  );
+  launch(
+    rec,
+    "dt",
+    args,
+    [args.dy, args.b, args.maskB, dt],
+    [Math.ceil(m / WG1)],
+    false,
+    2 * m * nOut * r,
+    4 * (m * nOut + nOut * r + nOut + m * r),
+  );
+  launch(
+    rec,
+    "dA",
+    args,
+    [dt, args.x, args.maskA, args.dA],
+    [Math.ceil(nIn / WG1)],
+    acc,
+    2 * m * nIn * r,
+    4 * (m * r + m * nIn + nIn + r * nIn * (acc ? 2 : 1)),
+  );
+  if (args.dx) {
+    launch(
+      rec,
+      "dx",
+      args,
+      [dt, args.a, args.maskA, args.dx],
+      [Math.ceil(nIn / WG2), Math.ceil(m / WG2)],
+      true,
+      2 * m * nIn * r + 2 * m * nIn,
+      4 * (m * r + r * nIn + nIn + 2 * m * nIn),
+    );
+  }
+}

@@ -1,0 +1,1020 @@
+/**
+ * RobertaForSequenceClassification with peft LoRA and FedLoDrop masks, entirely on the WebGPU device:
+ * embeddings, post-LN encoder layers, classification head, loss, a hand-written backward pass (gradients only
+ * for LoRA A/B and the head) and AdamW. One training step is recorded into one command buffer and the only
+ * readback is the per-example loss.
+ * @module
+ */
+import { adamw } from "../kernels/adamw.ts";
+import { gelu, geluBackward, tanhBackward, tanhForward } from "../kernels/activation.ts";
+import { attentionSoftmax, attentionSoftmaxBackward } from "../kernels/attention_softmax.ts";
+import { getGpu, type Gpu } from "../kernels/device.ts";
+import { dropout, dropoutBackward } from "../kernels/dropout.ts";
+import { add, addInPlace, sumRows } from "../kernels/elementwise.ts";
+import { embeddingGather } from "../kernels/embedding.ts";
+import { gemm } from "../kernels/gemm.ts";
+import { layerNorm, layerNormBackward } from "../kernels/layernorm.ts";
+import { loraBackward, loraForward } from "../kernels/lora.ts";
+import { crossEntropy, meanSquaredError } from "../kernels/loss.ts";
+import { Recorder } from "../kernels/recorder.ts";
+import { Purpose } from "../kernels/rng.ts";
+import { ActivationPlan } from "./activation_plan.ts";
+import { saveAdapter } from "./adapter_export.ts";
+import { type BaseWeights, loadBaseWeights, moduleWeight } from "./base_weights.ts";
+import { type EncoderConfig, readConfig } from "./config.ts";
+import {
+  HEAD_NAMES,
+  LORA_TARGETS,
+  loraNames,
+  loraScale,
+  type LoraSettings,
+  type LoraTarget,
+  modulePath,
+  moduleShape,
+} from "./names.ts";
+import { initAdapter } from "./reference.ts";
+import { SafetensorsFile } from "./safetensors.ts";
+
+/** FedLoDrop masks per adapted module path: `a` keeps columns of A ([nIn]), `b` keeps rows of B ([nOut]). */
+export type ModuleMasks = Map<string, { a: Float32Array; b: Float32Array }>;
+
+/** One batch of token ids (row-major [batch, seqLen], padded with the config's pad id). */
+export interface ModelInput {
+  inputIds: Int32Array;
+  batch: number;
+  seqLen: number;
+}
+
+/** A batch with labels: class ids, or float targets when the model has one output (regression). */
+export interface LabelledInput extends ModelInput {
+  labels: ArrayLike<number>;
+}
+
+/** Options of `RobertaModel.load`. */
+export interface LoadOptions {
+  /** Number of outputs of the head (1 = regression with MSE). */
+  numLabels: number;
+  /** LoRA settings (peft semantics). */
+  lora: LoraSettings;
+  /** Seed of the adapter initialisation and of every dropout mask. */
+  seed?: number;
+  /** Override the dropout rates of the config and of LoRA (e.g. all 0 for comparisons). */
+  dropout?: { hidden?: number; attention?: number; lora?: number };
+  /** Print the adapter in use on stderr. */
+  verbose?: boolean;
+}
+
+/** Options of one pass. */
+export interface PassOptions {
+  /** Training mode: dropouts on (default false: evaluation). */
+  train?: boolean;
+  /** FedLoDrop masks; modules not in the map keep every row and column. */
+  masks?: ModuleMasks;
+  /** Selects the dropout masks of this pass (e.g. a hash of round, device and step). */
+  dropoutStream?: number;
+}
+
+/** Optimiser settings of one training step (torch AdamW semantics). */
+export interface StepOptions extends PassOptions {
+  lr: number;
+  /** 1-based step count since the optimiser state was reset (bias correction). */
+  step: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** FFA-LoRA: keep every A fixed. */
+  freezeA?: boolean;
+}
+
+interface Trainable {
+  name: string;
+  size: number;
+  param: GPUBuffer;
+  grad: GPUBuffer;
+  m: GPUBuffer;
+  v: GPUBuffer;
+  /** Per-element mask for AdamW (LoRA tensors only): 0 where the row/column is dropped. */
+  elemMask?: GPUBuffer;
+}
+
+interface AdaptedModule {
+  path: string;
+  target: LoraTarget;
+  layer: number;
+  nIn: number;
+  nOut: number;
+  a: Trainable;
+  b: Trainable;
+  maskA: GPUBuffer;
+  maskB: GPUBuffer;
+  masked: boolean;
+}
+
+const SITE = { emb: 0, attnProbs: 1, attnOut: 2, ffnOut: 3, cls: 4, pooled: 5, lora: 8 } as const;
+const TARGET_INDEX: Record<LoraTarget, number> = {
+  query: 0,
+  key: 1,
+  value: 2,
+  "attention.output.dense": 3,
+  "intermediate.dense": 4,
+  "output.dense": 5,
+};
+
+/**
+ * A RoBERTa sequence classifier with LoRA on the device.
+ *
+ * @example
+ * ```ts
+ * const model = await RobertaModel.load("models/tiny", { numLabels: 2, lora: { r: 8, alpha: 16, targets: ["query", "value"] } });
+ * const logits = await model.forward({ inputIds, batch: 2, seqLen: 16 });
+ * const { loss, grads } = await model.lossAndGrads({ inputIds, batch: 2, seqLen: 16, labels: [0, 1] });
+ * ```
+ */
+export class RobertaModel {
+  readonly gpu: Gpu;
+  readonly config: EncoderConfig;
+  readonly numLabels: number;
+  readonly lora: LoraSettings;
+  readonly scale: number;
+  readonly seed: number;
+  readonly dir: string;
+  readonly base: BaseWeights;
+  readonly modules: AdaptedModule[];
+  readonly head: { denseW: Trainable; denseB: Trainable; outW: Trainable; outB: Trainable };
+  readonly rates: { hidden: number; attention: number; lora: number; classifier: number };
+  #plan: ActivationPlan | null = null;
+  #rec: Recorder;
+  #stream = 0;
+
+  private constructor(
+    gpu: Gpu,
+    dir: string,
+    config: EncoderConfig,
+    base: BaseWeights,
+    opts: LoadOptions,
+  ) {
+    this.gpu = gpu;
+    this.dir = dir;
+    this.config = config;
+    this.base = base;
+    this.numLabels = opts.numLabels;
+    // Targets in the canonical order, so module order (and the mask streams keyed by it) never depends on
+    // the order a user listed them in.
+    this.lora = { ...opts.lora, targets: LORA_TARGETS.filter((t) => opts.lora.targets.includes(t)) };
+    this.scale = loraScale(opts.lora);
+    this.seed = (opts.seed ?? 0) >>> 0;
+    const classifierDropout = typeof config.raw.classifier_dropout === "number"
+      ? config.raw.classifier_dropout as number
+      : config.hiddenDropout;
+    this.rates = {
+      hidden: opts.dropout?.hidden ?? config.hiddenDropout,
+      attention: opts.dropout?.attention ?? config.attentionDropout,
+      lora: opts.dropout?.lora ?? opts.lora.dropout ?? 0,
+      classifier: opts.dropout?.hidden ?? classifierDropout,
+    };
+    this.#rec = new Recorder(gpu);
+    const init = initAdapter(config, opts.numLabels, this.lora, this.seed);
+    const H = config.hiddenSize, r = this.lora.r;
+    const trainable = (name: string, data: Float32Array, masked: boolean): Trainable => ({
+      name,
+      size: data.length,
+      param: gpu.upload(data, name),
+      grad: gpu.buffer(data.byteLength, `${name}.grad`),
+      m: gpu.buffer(data.byteLength, `${name}.m`),
+      v: gpu.buffer(data.byteLength, `${name}.v`),
+      elemMask: masked ? gpu.upload(new Float32Array(data.length).fill(1), `${name}.mask`) : undefined,
+    });
+    this.modules = [];
+    for (let layer = 0; layer < config.numLayers; layer++) {
+      for (const target of this.lora.targets) {
+        const path = modulePath(layer, target);
+        const { nIn, nOut } = moduleShape(config, target);
+        const names = loraNames(path);
+        this.modules.push({
+          path,
+          target,
+          layer,
+          nIn,
+          nOut,
+          a: trainable(names.a, mustGet(init, names.a, r * nIn), true),
+          b: trainable(names.b, mustGet(init, names.b, nOut * r), true),
+          maskA: gpu.upload(new Float32Array(nIn).fill(1), `${path}.maskA`),
+          maskB: gpu.upload(new Float32Array(nOut).fill(1), `${path}.maskB`),
+          masked: false,
+        });
+      }
+    }
+    const L = opts.numLabels;
+    const headInit = (peftName: string, hfName: string, size: number) => {
+      const fromCheckpoint = base.head.get(hfName);
+      if (fromCheckpoint && fromCheckpoint.length === size) return fromCheckpoint;
+      if (fromCheckpoint) {
+        console.error(
+          `fedlodrop: ${hfName} in the checkpoint has ${fromCheckpoint.length} values, not ${size} (numLabels ${L}); initialising it fresh`,
+        );
+      }
+      return mustGet(init, peftName, size);
+    };
+    this.head = {
+      denseW: trainable(
+        HEAD_NAMES.denseWeight,
+        headInit(HEAD_NAMES.denseWeight, "classifier.dense.weight", H * H),
+        false,
+      ),
+      denseB: trainable(
+        HEAD_NAMES.denseBias,
+        headInit(HEAD_NAMES.denseBias, "classifier.dense.bias", H),
+        false,
+      ),
+      outW: trainable(
+        HEAD_NAMES.outWeight,
+        headInit(HEAD_NAMES.outWeight, "classifier.out_proj.weight", L * H),
+        false,
+      ),
+      outB: trainable(HEAD_NAMES.outBias, headInit(HEAD_NAMES.outBias, "classifier.out_proj.bias", L), false),
+    };
+  }
+
+  /** Loads `dir/config.json` and `dir/model.safetensors` and initialises the adapter from the seed. */
+  static async load(dir: string, opts: LoadOptions): Promise<RobertaModel> {
+    if (!(opts.numLabels >= 1) || !Number.isInteger(opts.numLabels)) {
+      throw new Error(`numLabels must be a positive integer, got ${opts.numLabels}`);
+    }
+    if (!(opts.lora.r >= 1) || !Number.isInteger(opts.lora.r)) {
+      throw new Error(`lora.r must be a positive integer`);
+    }
+    if (opts.lora.targets.length === 0) throw new Error("lora.targets must name at least one module");
+    const config = await readConfig(dir);
+    const gpu = await getGpu({ verbose: opts.verbose });
+    const file = await SafetensorsFile.open(`${dir}/model.safetensors`);
+    try {
+      const base = await loadBaseWeights(gpu, file, config);
+      return new RobertaModel(gpu, dir, config, base, opts);
+    } finally {
+      file.close();
+    }
+  }
+
+  /** Every trainable tensor, LoRA A/B per module then the head, in a fixed order. */
+  get trainables(): Trainable[] {
+    return [
+      ...this.modules.flatMap((m) => [m.a, m.b]),
+      this.head.denseW,
+      this.head.denseB,
+      this.head.outW,
+      this.head.outB,
+    ];
+  }
+
+  /** Bytes of device memory held by the adapter, its gradients and optimiser state. */
+  get adapterBytes(): number {
+    return this.trainables.reduce((s, t) => s + 4 * t.size * (t.elemMask ? 5 : 4), 0);
+  }
+
+  /** Bytes held by the activation plan (0 before the first pass). */
+  get activationBytes(): number {
+    return this.#plan?.bytes ?? 0;
+  }
+
+  /** The recorder (for attaching a profiler). */
+  get recorder(): Recorder {
+    return this.#rec;
+  }
+
+  #ensurePlan(batch: number, seqLen: number): ActivationPlan {
+    const heads = this.config.numHeads;
+    if (this.#plan?.fits(batch, seqLen, heads)) return this.#plan;
+    const old = this.#plan?.shape;
+    const b = Math.max(batch, old?.batch ?? 0);
+    const rows = Math.max(batch * seqLen, old?.rows ?? 0);
+    const attention = Math.max(batch * heads * seqLen * seqLen, old?.attention ?? 0);
+    this.#plan?.destroy();
+    this.#plan = new ActivationPlan(this.gpu, {
+      rows,
+      batch: b,
+      attention,
+      hidden: this.config.hiddenSize,
+      intermediate: this.config.intermediateSize,
+      layers: this.config.numLayers,
+      numLabels: this.numLabels,
+      loraTargets: this.lora.targets,
+      r: this.lora.r,
+    });
+    return this.#plan;
+  }
+
+  #writeInputs(plan: ActivationPlan, input: ModelInput, labels?: ArrayLike<number>): void {
+    const { inputIds, batch, seqLen } = input;
+    const cfg = this.config;
+    if (!(batch >= 1 && seqLen >= 1) || inputIds.length !== batch * seqLen) {
+      throw new Error(`inputIds has ${inputIds.length} ids, expected batch ${batch} × seqLen ${seqLen}`);
+    }
+    const maxLen = cfg.maxPositionEmbeddings - cfg.padTokenId - 1;
+    if (seqLen > maxLen) {
+      throw new Error(
+        `seqLen ${seqLen} exceeds the model's ${maxLen} positions (max_position_embeddings - pad - 1)`,
+      );
+    }
+    const pos = new Int32Array(batch * seqLen);
+    const keyMask = new Float32Array(batch * seqLen);
+    const pad = cfg.padTokenId;
+    for (let b = 0; b < batch; b++) {
+      let c = 0;
+      for (let t = 0; t < seqLen; t++) {
+        const id = inputIds[b * seqLen + t];
+        if (!(id >= 0 && id < cfg.vocabSize)) {
+          throw new Error(
+            `inputIds[${b * seqLen + t}] = ${id} is outside the vocabulary [0, ${cfg.vocabSize})`,
+          );
+        }
+        const real = id !== pad ? 1 : 0;
+        c += real;
+        pos[b * seqLen + t] = c * real + pad;
+        keyMask[b * seqLen + t] = real;
+      }
+    }
+    this.gpu.write(plan.inputIds, inputIds);
+    this.gpu.write(plan.positionIds, pos);
+    this.gpu.write(plan.keyMask, keyMask);
+    if (labels) {
+      if (labels.length !== batch) throw new Error(`labels has ${labels.length} entries, expected ${batch}`);
+      if (this.numLabels === 1) this.gpu.write(plan.labels, Float32Array.from(labels));
+      else {
+        const ids = Int32Array.from(labels);
+        for (let i = 0; i < ids.length; i++) {
+          if (!(ids[i] >= 0 && ids[i] < this.numLabels)) {
+            throw new Error(`label ${labels[i]} of example ${i} is not a class id in [0, ${this.numLabels})`);
+          }
+        }
+        this.gpu.write(plan.labels, ids);
+      }
+    }
+  }
+
+  /** Uploads FedLoDrop masks (absent modules: all ones) to the LoRA kernels and AdamW's element masks. */
+  setMasks(masks?: ModuleMasks): void {
+    const r = this.lora.r;
+    for (const m of this.modules) {
+      const mk = masks?.get(m.path);
+      if (!mk && !m.masked) continue;
+      const a = mk?.a ?? new Float32Array(m.nIn).fill(1);
+      const b = mk?.b ?? new Float32Array(m.nOut).fill(1);
+      if (a.length !== m.nIn || b.length !== m.nOut) {
+        throw new Error(
+          `mask of ${m.path}: expected a [${m.nIn}] and b [${m.nOut}], got [${a.length}] and [${b.length}]`,
+        );
+      }
+      this.gpu.write(m.maskA, a);
+      this.gpu.write(m.maskB, b);
+      const ea = new Float32Array(r * m.nIn);
+      for (let j = 0; j < r; j++) ea.set(a, j * m.nIn);
+      const eb = new Float32Array(m.nOut * r);
+      for (let o = 0; o < m.nOut; o++) eb.fill(b[o], o * r, o * r + r);
+      this.gpu.write(m.a.elemMask!, ea);
+      this.gpu.write(m.b.elemMask!, eb);
+      m.masked = mk !== undefined;
+    }
+  }
+
+  #key(stream: number, layer: number, site: number): [number, number, number, number] {
+    return [this.seed, stream >>> 0, Purpose.dropout, (layer << 8) | site];
+  }
+
+  #linear(
+    x: GPUBuffer,
+    w: GPUBuffer,
+    bias: GPUBuffer,
+    y: GPUBuffer,
+    m: number,
+    nOut: number,
+    nIn: number,
+  ): void {
+    gemm(this.#rec, { a: x, b: w, c: y, bias, m, n: nOut, k: nIn, transB: true });
+  }
+
+  #module(layer: number, target: LoraTarget): AdaptedModule | undefined {
+    if (!this.lora.targets.includes(target)) return undefined;
+    return this.modules[layer * this.lora.targets.length + this.lora.targets.indexOf(target)];
+  }
+
+  #loraFwd(
+    plan: ActivationPlan,
+    layer: number,
+    target: LoraTarget,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    M: number,
+    train: boolean,
+    stream: number,
+  ): void {
+    const mod = this.#module(layer, target);
+    if (!mod) return;
+    const p = train ? this.rates.lora : 0;
+    loraForward(this.#rec, {
+      x,
+      a: mod.a.param,
+      b: mod.b.param,
+      maskA: mod.maskA,
+      maskB: mod.maskB,
+      t: plan.layers[layer].loraT.get(target)!,
+      y,
+      m: M,
+      nIn: mod.nIn,
+      nOut: mod.nOut,
+      r: this.lora.r,
+      scale: this.scale,
+      dropout: p,
+      dropKey: this.#key(stream, layer, SITE.lora + TARGET_INDEX[target]),
+    });
+  }
+
+  #loraBwd(
+    plan: ActivationPlan,
+    layer: number,
+    target: LoraTarget,
+    dy: GPUBuffer,
+    x: GPUBuffer,
+    dx: GPUBuffer | undefined,
+    M: number,
+    train: boolean,
+    stream: number,
+  ): void {
+    const mod = this.#module(layer, target);
+    if (!mod) return;
+    const p = train ? this.rates.lora : 0;
+    loraBackward(this.#rec, {
+      dy,
+      x,
+      a: mod.a.param,
+      b: mod.b.param,
+      maskA: mod.maskA,
+      maskB: mod.maskB,
+      t: plan.layers[layer].loraT.get(target)!,
+      dA: mod.a.grad,
+      dB: mod.b.grad,
+      dx,
+      m: M,
+      nIn: mod.nIn,
+      nOut: mod.nOut,
+      r: this.lora.r,
+      scale: this.scale,
+      dropout: p,
+      dropKey: this.#key(stream, layer, SITE.lora + TARGET_INDEX[target]),
+    });
+  }
+
+  #attentionGemms(B: number, T: number) {
+    const H = this.config.hiddenSize, nh = this.config.numHeads, d = H / nh;
+    const tok: [number, number] = [T * H, d];
+    const att: [number, number] = [nh * T * T, T * T];
+    return { H, nh, d, tok, att, batch: [B, nh] as [number, number] };
+  }
+
+  #dropoutOrNot(
+    train: boolean,
+    p: number,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    n: number,
+    key: [number, number, number, number],
+  ): GPUBuffer {
+    if (!train || p <= 0) return x;
+    dropout(this.#rec, { x, y, n, p, key });
+    return y;
+  }
+
+  #encodeForward(plan: ActivationPlan, B: number, T: number, train: boolean, stream: number): GPUBuffer {
+    const cfg = this.config, rec = this.#rec, w = this.base;
+    const M = B * T, H = cfg.hiddenSize, I = cfg.intermediateSize;
+    const { nh, d, tok, att, batch } = this.#attentionGemms(B, T);
+    embeddingGather(rec, { table: w.word, ids: plan.inputIds, out: plan.embPre, n: M });
+    embeddingGather(rec, {
+      table: w.position,
+      ids: plan.positionIds,
+      out: plan.embPre,
+      n: M,
+      accumulate: true,
+    });
+    embeddingGather(rec, { table: w.tokenType, ids: plan.typeIds, out: plan.embPre, n: M, accumulate: true });
+    const embDrop = train && this.rates.hidden > 0;
+    layerNorm(rec, {
+      x: plan.embPre,
+      gamma: w.embLnWeight,
+      beta: w.embLnBias,
+      y: embDrop ? plan.embLn : plan.hidden[0],
+      mean: plan.embMean,
+      rstd: plan.embRstd,
+      rows: M,
+      cols: H,
+      eps: cfg.layerNormEps,
+    });
+    if (embDrop) {
+      dropout(rec, {
+        x: plan.embLn,
+        y: plan.hidden[0],
+        n: M * H,
+        p: this.rates.hidden,
+        key: this.#key(stream, 0, SITE.emb),
+      });
+    }
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const x = plan.hidden[l], A = plan.layers[l], W = w.layers[l];
+      this.#linear(x, W.query, W.queryBias, A.q, M, H, H);
+      this.#loraFwd(plan, l, "query", x, A.q, M, train, stream);
+      this.#linear(x, W.key, W.keyBias, A.k, M, H, H);
+      this.#loraFwd(plan, l, "key", x, A.k, M, train, stream);
+      this.#linear(x, W.value, W.valueBias, A.v, M, H, H);
+      this.#loraFwd(plan, l, "value", x, A.v, M, train, stream);
+      gemm(rec, {
+        a: A.q,
+        b: A.k,
+        c: plan.scores,
+        m: T,
+        n: T,
+        k: d,
+        transB: true,
+        lda: H,
+        ldb: H,
+        ldc: T,
+        alpha: 1 / Math.sqrt(d),
+        batch,
+        strideA: tok,
+        strideB: tok,
+        strideC: att,
+      });
+      const attnDrop = train && this.rates.attention > 0;
+      attentionSoftmax(rec, {
+        scores: plan.scores,
+        keyMask: plan.keyMask,
+        probs: A.probs,
+        probsDropped: attnDrop ? A.probsDropped : undefined,
+        batch: B,
+        heads: nh,
+        seq: T,
+        dropout: attnDrop ? this.rates.attention : 0,
+        dropKey: this.#key(stream, l, SITE.attnProbs),
+      });
+      gemm(rec, {
+        a: attnDrop ? A.probsDropped : A.probs,
+        b: A.v,
+        c: A.ctx,
+        m: T,
+        n: d,
+        k: T,
+        lda: T,
+        ldb: H,
+        ldc: H,
+        batch,
+        strideA: att,
+        strideB: tok,
+        strideC: tok,
+      });
+      this.#linear(A.ctx, W.attnOut, W.attnOutBias, plan.proj, M, H, H);
+      this.#loraFwd(plan, l, "attention.output.dense", A.ctx, plan.proj, M, train, stream);
+      const o = this.#dropoutOrNot(
+        train,
+        this.rates.hidden,
+        plan.proj,
+        plan.projDropped,
+        M * H,
+        this.#key(stream, l, SITE.attnOut),
+      );
+      add(rec, { a: x, b: o, out: A.s1, n: M * H });
+      layerNorm(rec, {
+        x: A.s1,
+        gamma: W.ln1Weight,
+        beta: W.ln1Bias,
+        y: A.a,
+        mean: A.mean1,
+        rstd: A.rstd1,
+        rows: M,
+        cols: H,
+        eps: cfg.layerNormEps,
+      });
+      this.#linear(A.a, W.inter, W.interBias, A.u, M, I, H);
+      this.#loraFwd(plan, l, "intermediate.dense", A.a, A.u, M, train, stream);
+      gelu(rec, { x: A.u, y: A.g, n: M * I });
+      this.#linear(A.g, W.out, W.outBias, plan.proj, M, H, I);
+      this.#loraFwd(plan, l, "output.dense", A.g, plan.proj, M, train, stream);
+      const f = this.#dropoutOrNot(
+        train,
+        this.rates.hidden,
+        plan.proj,
+        plan.projDropped,
+        M * H,
+        this.#key(stream, l, SITE.ffnOut),
+      );
+      add(rec, { a: A.a, b: f, out: A.s2, n: M * H });
+      layerNorm(rec, {
+        x: A.s2,
+        gamma: W.ln2Weight,
+        beta: W.ln2Bias,
+        y: plan.hidden[l + 1],
+        mean: A.mean2,
+        rstd: A.rstd2,
+        rows: M,
+        cols: H,
+        eps: cfg.layerNormEps,
+      });
+    }
+    // Classification head on the first token of each sequence.
+    const L = this.numLabels, last = plan.hidden[cfg.numLayers];
+    for (let b = 0; b < B; b++) rec.copy(last, b * T * H * 4, plan.cls, b * H * 4, H * 4);
+    const Lh = cfg.numLayers;
+    const clsIn = this.#dropoutOrNot(
+      train,
+      this.rates.classifier,
+      plan.cls,
+      plan.clsDropped,
+      B * H,
+      this.#key(stream, Lh, SITE.cls),
+    );
+    this.#linear(clsIn, this.head.denseW.param, this.head.denseB.param, plan.pre, B, H, H);
+    tanhForward(rec, { x: plan.pre, y: plan.pooled, n: B * H });
+    const pooledIn = this.#dropoutOrNot(
+      train,
+      this.rates.classifier,
+      plan.pooled,
+      plan.pooledDropped,
+      B * H,
+      this.#key(stream, Lh, SITE.pooled),
+    );
+    this.#linear(pooledIn, this.head.outW.param, this.head.outB.param, plan.logits, B, L, H);
+    return clsIn;
+  }
+
+  #encodeLoss(plan: ActivationPlan, B: number): void {
+    if (this.numLabels === 1) {
+      meanSquaredError(this.#rec, {
+        preds: plan.logits,
+        targets: plan.labels,
+        losses: plan.losses,
+        dPreds: plan.dLogits,
+        batch: B,
+      });
+    } else {
+      crossEntropy(this.#rec, {
+        logits: plan.logits,
+        labels: plan.labels,
+        losses: plan.losses,
+        dLogits: plan.dLogits,
+        batch: B,
+        classes: this.numLabels,
+      });
+    }
+  }
+
+  #encodeBackward(
+    plan: ActivationPlan,
+    B: number,
+    T: number,
+    train: boolean,
+    stream: number,
+    clsIn: GPUBuffer,
+  ): void {
+    const cfg = this.config, rec = this.#rec, w = this.base, hd = this.head;
+    const M = B * T, H = cfg.hiddenSize, I = cfg.intermediateSize, L = this.numLabels, Lh = cfg.numLayers;
+    const { nh, d, tok, att, batch } = this.#attentionGemms(B, T);
+    const pooledIn = train && this.rates.classifier > 0 ? plan.pooledDropped : plan.pooled;
+    // head
+    gemm(rec, { a: plan.dLogits, b: pooledIn, c: hd.outW.grad, m: L, n: H, k: B, transA: true });
+    sumRows(rec, { x: plan.dLogits, out: hd.outB.grad, rows: B, cols: L });
+    gemm(rec, { a: plan.dLogits, b: hd.outW.param, c: plan.dPooledDropped, m: B, n: H, k: L });
+    let dPooled = plan.dPooledDropped;
+    if (train && this.rates.classifier > 0) {
+      dropoutBackward(rec, {
+        dy: plan.dPooledDropped,
+        dx: plan.dPooled,
+        n: B * H,
+        p: this.rates.classifier,
+        key: this.#key(stream, Lh, SITE.pooled),
+      });
+      dPooled = plan.dPooled;
+    }
+    tanhBackward(rec, { y: plan.pooled, dy: dPooled, dx: plan.dPre, n: B * H });
+    gemm(rec, { a: plan.dPre, b: clsIn, c: hd.denseW.grad, m: H, n: H, k: B, transA: true });
+    sumRows(rec, { x: plan.dPre, out: hd.denseB.grad, rows: B, cols: H });
+    gemm(rec, { a: plan.dPre, b: hd.denseW.param, c: plan.dClsDropped, m: B, n: H, k: H });
+    let dCls = plan.dClsDropped;
+    if (train && this.rates.classifier > 0) {
+      dropoutBackward(rec, {
+        dy: plan.dClsDropped,
+        dx: plan.dCls,
+        n: B * H,
+        p: this.rates.classifier,
+        key: this.#key(stream, Lh, SITE.cls),
+      });
+      dCls = plan.dCls;
+    }
+    let cur = 0;
+    rec.clear(plan.dH[cur], 0, M * H * 4);
+    for (let b = 0; b < B; b++) rec.copy(dCls, b * H * 4, plan.dH[cur], b * T * H * 4, H * 4);
+    const hiddenDrop = train && this.rates.hidden > 0;
+    for (let l = Lh - 1; l >= 0; l--) {
+      const A = plan.layers[l], W = w.layers[l], x = plan.hidden[l], dOut = plan.dH[cur];
+      // out = LN2(s2), s2 = a + drop(f)
+      layerNormBackward(rec, {
+        dy: dOut,
+        x: A.s2,
+        gamma: W.ln2Weight,
+        mean: A.mean2,
+        rstd: A.rstd2,
+        dx: plan.dS,
+        rows: M,
+        cols: H,
+      });
+      let df = plan.dS;
+      if (hiddenDrop) {
+        dropoutBackward(rec, {
+          dy: plan.dS,
+          dx: plan.dProj,
+          n: M * H,
+          p: this.rates.hidden,
+          key: this.#key(stream, l, SITE.ffnOut),
+        });
+        df = plan.dProj;
+      }
+      gemm(rec, { a: df, b: W.out, c: plan.dG, m: M, n: I, k: H });
+      this.#loraBwd(plan, l, "output.dense", df, A.g, plan.dG, M, train, stream);
+      geluBackward(rec, { x: A.u, dy: plan.dG, dx: plan.dU, n: M * I });
+      gemm(rec, { a: plan.dU, b: W.inter, c: plan.dA, m: M, n: H, k: I });
+      this.#loraBwd(plan, l, "intermediate.dense", plan.dU, A.a, plan.dA, M, train, stream);
+      addInPlace(rec, { x: plan.dS, y: plan.dA, n: M * H });
+      // a = LN1(s1), s1 = x + drop(o)
+      layerNormBackward(rec, {
+        dy: plan.dA,
+        x: A.s1,
+        gamma: W.ln1Weight,
+        mean: A.mean1,
+        rstd: A.rstd1,
+        dx: plan.dS,
+        rows: M,
+        cols: H,
+      });
+      let dO = plan.dS;
+      if (hiddenDrop) {
+        dropoutBackward(rec, {
+          dy: plan.dS,
+          dx: plan.dProj,
+          n: M * H,
+          p: this.rates.hidden,
+          key: this.#key(stream, l, SITE.attnOut),
+        });
+        dO = plan.dProj;
+      }
+      gemm(rec, { a: dO, b: W.attnOut, c: plan.dCtx, m: M, n: H, k: H });
+      this.#loraBwd(plan, l, "attention.output.dense", dO, A.ctx, plan.dCtx, M, train, stream);
+      // attention
+      const attnDrop = train && this.rates.attention > 0;
+      const P = attnDrop ? A.probsDropped : A.probs;
+      gemm(rec, {
+        a: plan.dCtx,
+        b: A.v,
+        c: plan.dProbsDropped,
+        m: T,
+        n: T,
+        k: d,
+        transB: true,
+        lda: H,
+        ldb: H,
+        ldc: T,
+        batch,
+        strideA: tok,
+        strideB: tok,
+        strideC: att,
+      });
+      gemm(rec, {
+        a: P,
+        b: plan.dCtx,
+        c: plan.dV,
+        m: T,
+        n: d,
+        k: T,
+        transA: true,
+        lda: T,
+        ldb: H,
+        ldc: H,
+        batch,
+        strideA: att,
+        strideB: tok,
+        strideC: tok,
+      });
+      attentionSoftmaxBackward(rec, {
+        dProbsDropped: plan.dProbsDropped,
+        probs: A.probs,
+        dScores: plan.dScores,
+        batch: B,
+        heads: nh,
+        seq: T,
+        dropout: attnDrop ? this.rates.attention : 0,
+        dropKey: this.#key(stream, l, SITE.attnProbs),
+      });
+      const s = 1 / Math.sqrt(d);
+      gemm(rec, {
+        a: plan.dScores,
+        b: A.k,
+        c: plan.dQ,
+        m: T,
+        n: d,
+        k: T,
+        lda: T,
+        ldb: H,
+        ldc: H,
+        alpha: s,
+        batch,
+        strideA: att,
+        strideB: tok,
+        strideC: tok,
+      });
+      gemm(rec, {
+        a: plan.dScores,
+        b: A.q,
+        c: plan.dK,
+        m: T,
+        n: d,
+        k: T,
+        transA: true,
+        lda: T,
+        ldb: H,
+        ldc: H,
+        alpha: s,
+        batch,
+        strideA: att,
+        strideB: tok,
+        strideC: tok,
+      });
+      // the layer's input gradient (not needed below layer 0: nothing trainable there)
+      const dX = l > 0 ? plan.dH[1 - cur] : undefined;
+      if (dX) {
+        rec.copy(plan.dS, 0, dX, 0, M * H * 4);
+        gemm(rec, { a: plan.dQ, b: W.query, c: dX, m: M, n: H, k: H, accumulate: true });
+        gemm(rec, { a: plan.dK, b: W.key, c: dX, m: M, n: H, k: H, accumulate: true });
+        gemm(rec, { a: plan.dV, b: W.value, c: dX, m: M, n: H, k: H, accumulate: true });
+      }
+      this.#loraBwd(plan, l, "query", plan.dQ, x, dX, M, train, stream);
+      this.#loraBwd(plan, l, "key", plan.dK, x, dX, M, train, stream);
+      this.#loraBwd(plan, l, "value", plan.dV, x, dX, M, train, stream);
+      cur = 1 - cur;
+    }
+  }
+
+  #nextStream(opts: PassOptions): number {
+    return opts.dropoutStream ?? this.#stream++;
+  }
+
+  /** Logits `[batch × numLabels]` of a batch (evaluation mode unless `train`). */
+  async forward(input: ModelInput, opts: PassOptions = {}): Promise<Float32Array> {
+    const plan = this.#ensurePlan(input.batch, input.seqLen);
+    this.#writeInputs(plan, input);
+    if (opts.masks) this.setMasks(opts.masks);
+    this.#encodeForward(plan, input.batch, input.seqLen, opts.train ?? false, this.#nextStream(opts));
+    return await this.#rec.read(plan.logits, input.batch * this.numLabels);
+  }
+
+  /** Records forward, loss and backward; returns nothing (gradients stay on the device). */
+  #encodeStep(input: LabelledInput, opts: PassOptions): ActivationPlan {
+    const plan = this.#ensurePlan(input.batch, input.seqLen);
+    this.#writeInputs(plan, input, input.labels);
+    if (opts.masks) this.setMasks(opts.masks);
+    const train = opts.train ?? false, stream = this.#nextStream(opts);
+    const clsIn = this.#encodeForward(plan, input.batch, input.seqLen, train, stream);
+    this.#encodeLoss(plan, input.batch);
+    this.#encodeBackward(plan, input.batch, input.seqLen, train, stream, clsIn);
+    return plan;
+  }
+
+  /** Mean loss of a batch and the gradients of every adapter tensor (peft names). */
+  async lossAndGrads(
+    input: LabelledInput,
+    opts: PassOptions = {},
+  ): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+    const plan = this.#encodeStep(input, opts);
+    const losses = await this.#rec.read(plan.losses, input.batch);
+    const grads = new Map<string, Float32Array>();
+    for (const t of this.trainables) grads.set(t.name, await this.gpu.read(t.grad, t.size));
+    return { loss: mean(losses), grads };
+  }
+
+  /** One training step: forward, backward and AdamW in one command buffer; returns the mean loss. */
+  async trainStep(input: LabelledInput, opts: StepOptions): Promise<number> {
+    const plan = this.#encodeStep(input, { train: true, ...opts });
+    const b1 = opts.beta1 ?? 0.9, b2 = opts.beta2 ?? 0.999;
+    for (const t of this.trainables) {
+      if (opts.freezeA && this.modules.some((m) => m.a === t)) continue;
+      adamw(this.#rec, {
+        param: t.param,
+        grad: t.grad,
+        m: t.m,
+        v: t.v,
+        mask: t.elemMask,
+        n: t.size,
+        lr: opts.lr,
+        beta1: b1,
+        beta2: b2,
+        eps: opts.eps ?? 1e-8,
+        weightDecay: opts.weightDecay ?? 0.01,
+        step: opts.step,
+      });
+    }
+    const losses = await this.#rec.read(plan.losses, input.batch);
+    return mean(losses);
+  }
+
+  /** Zeroes the AdamW state (a fresh optimiser, as the reference code creates one per round). */
+  resetOptimizer(): void {
+    for (const t of this.trainables) {
+      this.#rec.clear(t.m);
+      this.#rec.clear(t.v);
+    }
+    this.#rec.submit();
+  }
+
+  /** Reads every adapter tensor (LoRA A/B of each module, the head) keyed by peft names. */
+  async getAdapter(): Promise<Map<string, Float32Array>> {
+    this.#rec.submit();
+    const out = new Map<string, Float32Array>();
+    for (const t of this.trainables) out.set(t.name, await this.gpu.read(t.param, t.size));
+    return out;
+  }
+
+  /** Writes adapter tensors (any subset of the peft names); sizes are checked. */
+  setAdapter(values: Map<string, Float32Array>): void {
+    const byName = new Map(this.trainables.map((t) => [t.name, t]));
+    for (const [name, data] of values) {
+      const t = byName.get(name);
+      if (!t) throw new Error(`setAdapter: unknown adapter tensor ${name}`);
+      if (data.length !== t.size) {
+        throw new Error(`setAdapter: ${name} has ${data.length} values, expected ${t.size}`);
+      }
+      this.gpu.write(t.param, data);
+    }
+  }
+
+  /** Shape of every adapter tensor by peft name. */
+  get adapterShapes(): Map<string, number[]> {
+    const r = this.lora.r, H = this.config.hiddenSize, L = this.numLabels;
+    const out = new Map<string, number[]>();
+    for (const m of this.modules) {
+      out.set(m.a.name, [r, m.nIn]);
+      out.set(m.b.name, [m.nOut, r]);
+    }
+    out.set(this.head.denseW.name, [H, H]);
+    out.set(this.head.denseB.name, [H]);
+    out.set(this.head.outW.name, [L, H]);
+    out.set(this.head.outB.name, [L]);
+    return out;
+  }
+
+  /** Writes the current adapter in peft's format (`adapter_model.safetensors`, `adapter_config.json`). */
+  async saveAdapter(dir: string): Promise<void> {
+    await saveAdapter(dir, await this.getAdapter(), this.adapterShapes, this.lora, this.dir);
+  }
+
+  /** Adds `left [nOut, q] · right [q, nIn]` to the frozen weight of a module (FedEx-LoRA residual). */
+  mergeResidual(path: string, left: Float32Array, right: Float32Array, q: number): void {
+    const mod = this.modules.find((m) => m.path === path);
+    const w = moduleWeight(this.base.layers, path);
+    const [nOut, nIn] = mod
+      ? [mod.nOut, mod.nIn]
+      : [w.size / 4 / this.config.hiddenSize, this.config.hiddenSize];
+    if (left.length !== nOut * q || right.length !== q * nIn) {
+      throw new Error(`mergeResidual ${path}: expected [${nOut}, ${q}] and [${q}, ${nIn}] factors`);
+    }
+    const l = this.gpu.upload(left, "residual.left"), r = this.gpu.upload(right, "residual.right");
+    gemm(this.#rec, { a: l, b: r, c: w, m: nOut, n: nIn, k: q, accumulate: true });
+    this.#rec.submit();
+    l.destroy();
+    r.destroy();
+  }
+
+  /** Reads a module's frozen weight `[nOut, nIn]` (e.g. after FedEx residuals were merged into it). */
+  async readModuleWeight(path: string): Promise<Float32Array> {
+    this.#rec.submit();
+    const w = moduleWeight(this.base.layers, path);
+    return await this.gpu.read(w, w.size / 4);
+  }
+
+  /** Overwrites a module's frozen weight (restoring a checkpoint). */
+  writeModuleWeight(path: string, data: Float32Array): void {
+    const w = moduleWeight(this.base.layers, path);
+    if (data.length * 4 !== w.size) {
+      throw new Error(`writeModuleWeight ${path}: ${data.length} values, expected ${w.size / 4}`);
+    }
+    this.gpu.write(w, data);
+  }
+}
+
+function mustGet(m: Map<string, Float32Array>, name: string, size: number): Float32Array {
+  const v = m.get(name);
+  if (!v || v.length !== size) {
+    throw new Error(`adapter initialisation did not produce ${name} with ${size} values`);
+  }
+  return v;
+}
+
+function mean(a: Float32Array): number {
+  let s = 0;
+  for (const x of a) s += x;
+  return s / a.length;
+}

@@ -1,0 +1,218 @@
+/**
+ * GEMM kernel vs its float64 reference: ragged shapes, every transpose combination, strides, offsets, batching,
+ * alpha, accumulate and bias. Outputs are poisoned with NaN (or, for accumulate, set to known random values)
+ * before each run; elements the kernel must not touch are checked to be untouched.
+ *
+ * Error bound: relErr (max abs error / max |reference|) <= 1e-5. Inputs are uniform in [-1, 1) and k <= 130,
+ * so fp32 accumulation error is about sqrt(k)·2^-24 relative to |C| ~ sqrt(k/9): well under 1e-5.
+ */
+import { ok, strictEqual, throws } from "node:assert/strict";
+import { getGpu } from "../kernels/device.ts";
+import { Recorder } from "../kernels/recorder.ts";
+import { gemm, type GemmArgs } from "../kernels/gemm.ts";
+import { gemmRef, type GemmRefArgs } from "../kernels/reference/gemm.ts";
+import { assertClose, poison, randomF32 } from "./util.ts";
+
+const TOL = 1e-5;
+
+type Case = GemmRefArgs & { bias?: boolean; slack?: number };
+
+/** Elements one operand spans for all batch elements (plus slack). */
+function extent(rows: number, cols: number, ld: number, off: number, c: Case, s?: [number, number]): number {
+  const [o, i] = c.batch ?? [1, 1];
+  const st = s ?? [0, 0];
+  // At least one element: writeBuffer of zero bytes panics Deno 2.9.6's WebGPU (queue.rs unwrap on None).
+  return Math.max(1, off + (o - 1) * st[0] + (i - 1) * st[1] + (rows - 1) * ld + cols + (c.slack ?? 0));
+}
+
+async function runCase(c: Case, seed: number): Promise<void> {
+  const gpu = await getGpu();
+  const { m, n, k } = c;
+  const transA = c.transA ?? false, transB = c.transB ?? false;
+  const lda = c.lda ?? (transA ? m : k), ldb = c.ldb ?? (transB ? k : n), ldc = c.ldc ?? n;
+  const lenA = transA
+    ? extent(k, m, lda, c.offA ?? 0, c, c.strideA)
+    : extent(m, k, lda, c.offA ?? 0, c, c.strideA);
+  const lenB = transB
+    ? extent(n, k, ldb, c.offB ?? 0, c, c.strideB)
+    : extent(k, n, ldb, c.offB ?? 0, c, c.strideB);
+  const lenC = extent(m, n, ldc, c.offC ?? 0, c, c.strideC);
+  const a = randomF32(lenA, seed);
+  const b = randomF32(lenB, seed + 1);
+  const bias = c.bias ? randomF32(n, seed + 2) : undefined;
+  const c0 = c.accumulate ? randomF32(lenC, seed + 3) : poison(lenC);
+  const want = gemmRef(c, a, b, Float64Array.from(c0), bias);
+  // Which elements of C the GEMM addresses.
+  const addressed = new Uint8Array(lenC);
+  const [outer, inner] = c.batch ?? [1, 1];
+  const sC = c.strideC ?? [0, 0];
+  for (let z = 0; z < outer * inner; z++) {
+    const o = (c.offC ?? 0) + Math.floor(z / inner) * sC[0] + (z % inner) * sC[1];
+    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) addressed[o + i * ldc + j] = 1;
+  }
+  const bufA = gpu.upload(a, "A"), bufB = gpu.upload(b, "B"), bufC = gpu.upload(c0, "C");
+  const bufBias = bias ? gpu.upload(bias, "bias") : undefined;
+  const rec = new Recorder(gpu);
+  const args: GemmArgs = { ...c, a: bufA, b: bufB, c: bufC, bias: bufBias };
+  gemm(rec, args);
+  const got = await rec.read(bufC, lenC);
+  const gotAddr: number[] = [], wantAddr: number[] = [];
+  for (let i = 0; i < lenC; i++) {
+    if (addressed[i]) {
+      gotAddr.push(got[i]);
+      wantAddr.push(want[i]);
+    } else {
+      // Untouched: bit-identical to the initial contents (NaN stays NaN).
+      ok(Object.is(got[i], c0[i]), `element ${i} outside C's blocks was written (${got[i]} vs ${c0[i]})`);
+    }
+  }
+  assertClose(gotAddr, wantAddr, TOL, `gemm ${JSON.stringify(c)}`);
+  for (const buf of [bufA, bufB, bufC, bufBias]) buf?.destroy();
+}
+
+Deno.test("gemm: ragged shapes, all transpose combinations", async () => {
+  const ms = [1, 7, 33, 65], ns = [1, 5, 64, 67], ks = [1, 3, 63, 130];
+  let seed = 100;
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      // A Latin-square walk over the shape lists: every m, n and k value appears with each transpose combo.
+      for (let i = 0; i < 4; i++) {
+        const m = ms[i], n = ns[(i + 1 + +transA) % 4], k = ks[(i + 2 + +transB) % 4];
+        await runCase({ m, n, k, transA, transB }, seed += 10);
+      }
+    }
+  }
+  await runCase({ m: 65, n: 67, k: 130 }, 7);
+  await runCase({ m: 65, n: 67, k: 130, transA: true, transB: true }, 8);
+});
+
+Deno.test("gemm: leading dimensions, offsets, alpha, bias and accumulate", async () => {
+  await runCase({ m: 33, n: 5, k: 63, lda: 70, ldb: 9, ldc: 12, offA: 3, offB: 11, offC: 5 }, 1);
+  await runCase({ m: 7, n: 67, k: 3, transA: true, lda: 10, offA: 2, alpha: -0.37, bias: true }, 2);
+  await runCase({ m: 65, n: 64, k: 130, transB: true, ldb: 131, ldc: 70, accumulate: true, bias: true }, 3);
+  await runCase({
+    m: 1,
+    n: 5,
+    k: 63,
+    transA: true,
+    transB: true,
+    lda: 4,
+    ldb: 64,
+    alpha: 2.5,
+    accumulate: true,
+  }, 4);
+  await runCase({ m: 9, n: 13, k: 0, bias: true, alpha: 3 }, 5); // k = 0: C = bias
+  await runCase({ m: 9, n: 13, k: 0, accumulate: true }, 6); // k = 0, accumulate: C unchanged
+});
+
+Deno.test("gemm: two-level batching as in attention (per batch, per head)", async () => {
+  // Q, K of [batch*seq, hidden] with heads of width d: S[b,h] = alpha · Q_bh K_bhᵀ into [batch, heads, seq, seq].
+  const batch = 2, heads = 3, seq = 7, d = 5, hidden = heads * d;
+  await runCase({
+    m: seq,
+    n: seq,
+    k: d,
+    transB: true,
+    lda: hidden,
+    ldb: hidden,
+    alpha: 1 / Math.sqrt(d),
+    batch: [batch, heads],
+    strideA: [seq * hidden, d],
+    strideB: [seq * hidden, d],
+    strideC: [heads * seq * seq, seq * seq],
+  }, 20);
+  // probs · V: out[b, :, h*d:(h+1)*d] = P_bh V_bh, written into a strided [batch*seq, hidden] output.
+  await runCase({
+    m: seq,
+    n: d,
+    k: seq,
+    ldb: hidden,
+    ldc: hidden,
+    batch: [batch, heads],
+    strideA: [heads * seq * seq, seq * seq],
+    strideB: [seq * hidden, d],
+    strideC: [seq * hidden, d],
+  }, 21);
+  // Batched with transA, accumulate and offsets.
+  await runCase({
+    m: 6,
+    n: 9,
+    k: 33,
+    transA: true,
+    offA: 1,
+    offB: 2,
+    offC: 3,
+    accumulate: true,
+    batch: [3, 2],
+    strideA: [500, 200],
+    strideB: [700, 300],
+    strideC: [130, 60],
+  }, 22);
+});
+
+Deno.test("gemm: vec4 path (op(A) = A, k and A/B strides multiples of 4) on ragged m and n", async () => {
+  // These take the vec4 kernel (tiles of 64×128 on CPU adapters): m and n still do not divide the tile.
+  let seed = 300;
+  for (const transB of [false, true]) {
+    for (const [m, n, k] of [[1, 5, 4], [7, 130, 64], [65, 67, 132], [66, 1, 8], [130, 129, 28]]) {
+      await runCase({ m, n, k, transB }, seed += 10);
+    }
+    await runCase({
+      m: 33,
+      n: 19,
+      k: 36,
+      transB,
+      lda: 40,
+      ldb: transB ? 44 : 24,
+      ldc: 21,
+      offA: 8,
+      offB: 4,
+      offC: 3,
+    }, ++seed);
+    await runCase({ m: 9, n: 70, k: 12, transB, alpha: 0.7, bias: true, accumulate: true }, ++seed);
+  }
+  // Attention with head width 8: batched, strided, vec4 path.
+  const batch = 2, heads = 2, seq = 9, d = 8, hidden = heads * d;
+  await runCase({
+    m: seq,
+    n: seq,
+    k: d,
+    transB: true,
+    lda: hidden,
+    ldb: hidden,
+    alpha: 1 / Math.sqrt(d),
+    batch: [batch, heads],
+    strideA: [seq * hidden, d],
+    strideB: [seq * hidden, d],
+    strideC: [heads * seq * seq, seq * seq],
+  }, 400);
+  await runCase({
+    m: seq,
+    n: d,
+    k: 12,
+    ldb: hidden,
+    ldc: hidden,
+    lda: 12,
+    batch: [batch, heads],
+    strideA: [heads * seq * 12, seq * 12],
+    strideB: [12 * hidden, d],
+    strideC: [seq * hidden, d],
+  }, 401);
+});
+
+Deno.test("gemm: bad arguments give clear errors", async () => {
+  const gpu = await getGpu();
+  const rec = new Recorder(gpu);
+  const a = gpu.buffer(4 * 12, "A"), b = gpu.buffer(4 * 12, "B"), c = gpu.buffer(4 * 9, "C");
+  throws(
+    () => gemm(rec, { a, b, c, m: 3, n: 3, k: 5 }),
+    /gemm: buffer a \(A\) has 12 f32 elements, needs at least 15/,
+  );
+  throws(() => gemm(rec, { a, b, c, m: 3, n: 4, k: 3 }), /gemm: buffer c \(C\) .* needs at least 12/);
+  throws(() => gemm(rec, { a, b, c, m: 3, n: 3, k: 4, lda: 3 }), /gemm: lda 3 < k 4/);
+  throws(() => gemm(rec, { a, b, c: a, m: 3, n: 3, k: 4 }), /different buffer/);
+  throws(() => gemm(rec, { a, b, c, m: 2.5, n: 3, k: 4 }), /gemm: m must be an integer/);
+  throws(() => gemm(rec, { a, b, c, m: 3, n: 3, k: 4, batch: [2, 1], strideC: [9, 0] }), /buffer c/);
+  strictEqual(rec.dispatchCount, 0);
+  for (const x of [a, b, c]) x.destroy();
+});

@@ -1,0 +1,328 @@
+/**
+ * The whole GPU model against the float64 TypeScript reference (model/reference.ts) on tiny random models:
+ * logits and every adapter gradient, several batch sizes and lengths, padding, nonzero B, FedLoDrop masks,
+ * classification and regression; F16/BF16 checkpoints; loader errors.
+ */
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { RobertaModel } from "../model/roberta.ts";
+import { type EncoderConfigLike, randomBase, refForward, refLossAndGrads } from "../model/reference.ts";
+import type { LoraSettings } from "../model/names.ts";
+import { writeSafetensors } from "../model/safetensors.ts";
+import { KeyedRandom, Purpose } from "../kernels/rng.ts";
+import { assertClose } from "./util.ts";
+
+const CFG: EncoderConfigLike = {
+  hiddenSize: 16,
+  numLayers: 2,
+  numHeads: 2,
+  intermediateSize: 24,
+  layerNormEps: 1e-5,
+  padTokenId: 1,
+  vocabSize: 60,
+  maxPositionEmbeddings: 40,
+  typeVocabSize: 1,
+};
+
+function hfConfig(c: EncoderConfigLike, extra: Record<string, unknown> = {}) {
+  return {
+    architectures: ["RobertaForSequenceClassification"],
+    model_type: "roberta",
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    intermediate_size: c.intermediateSize,
+    max_position_embeddings: c.maxPositionEmbeddings,
+    type_vocab_size: c.typeVocabSize,
+    layer_norm_eps: c.layerNormEps,
+    hidden_dropout_prob: 0.1,
+    attention_probs_dropout_prob: 0.1,
+    pad_token_id: c.padTokenId,
+    bos_token_id: 0,
+    eos_token_id: 2,
+    hidden_act: "gelu",
+    initializer_range: 0.02,
+    ...extra,
+  };
+}
+
+/** Writes a tiny random model folder; returns it and the base weights (float64 copies of what was written). */
+async function tinyModel(
+  seed: number,
+  opts: { dtype?: "F32" | "F16" | "BF16"; drop?: string; reshape?: string } = {},
+): Promise<{ dir: string; base: Map<string, Float64Array> }> {
+  const dir = await Deno.makeTempDir({ prefix: "fedlodrop-model-" });
+  const base = randomBase(CFG, seed);
+  const tensors = new Map<string, { shape: number[]; data: Float32Array; dtype?: "F32" | "F16" | "BF16" }>();
+  for (const [name, data] of base) {
+    if (name === opts.drop) continue;
+    tensors.set(name, { shape: shapeOf(name), data: Float32Array.from(data), dtype: opts.dtype ?? "F32" });
+  }
+  if (opts.reshape) {
+    const t = tensors.get(opts.reshape)!;
+    t.shape = [t.data.length];
+  }
+  await writeSafetensors(`${dir}/model.safetensors`, tensors);
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(hfConfig(CFG)));
+  return { dir, base };
+}
+
+function shapeOf(name: string): number[] {
+  const H = CFG.hiddenSize, I = CFG.intermediateSize;
+  if (name.endsWith("word_embeddings.weight")) return [CFG.vocabSize, H];
+  if (name.endsWith("position_embeddings.weight")) return [CFG.maxPositionEmbeddings, H];
+  if (name.endsWith("token_type_embeddings.weight")) return [CFG.typeVocabSize, H];
+  if (name.endsWith("intermediate.dense.weight")) return [I, H];
+  if (name.endsWith("intermediate.dense.bias")) return [I];
+  if (/layer\.\d+\.output\.dense\.weight$/.test(name)) return [H, I];
+  if (name.endsWith(".weight") && !name.includes("LayerNorm")) return [H, H];
+  return [H];
+}
+
+function batchOf(seed: number, batch: number, seqLen: number, padFrom: number[]): Int32Array {
+  const r = new KeyedRandom([seed, Purpose.test, 99]);
+  const ids = new Int32Array(batch * seqLen);
+  for (let b = 0; b < batch; b++) {
+    for (let t = 0; t < seqLen; t++) {
+      ids[b * seqLen + t] = t === 0 ? 0 : t >= padFrom[b] ? CFG.padTokenId : 3 + r.int(CFG.vocabSize - 3);
+    }
+  }
+  return ids;
+}
+
+/** Random nonzero adapter (B too) so every gradient path is exercised. */
+function randomAdapter(model: RobertaModel, seed: number): Map<string, Float32Array> {
+  const r = new KeyedRandom([seed, Purpose.test, 7]);
+  const out = new Map<string, Float32Array>();
+  for (const [name, shape] of model.adapterShapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    out.set(name, Float32Array.from({ length: n }, () => (r.uniform() - 0.5) * 0.6));
+  }
+  return out;
+}
+
+function randomMasks(model: RobertaModel, seed: number) {
+  const r = new KeyedRandom([seed, Purpose.test, 11]);
+  const m = new Map<string, { a: Float32Array; b: Float32Array }>();
+  for (const mod of model.modules) {
+    m.set(mod.path, {
+      a: Float32Array.from({ length: mod.nIn }, () => (r.uniform() < 0.3 ? 0 : 1)),
+      b: Float32Array.from({ length: mod.nOut }, () => (r.uniform() < 0.3 ? 0 : 1)),
+    });
+  }
+  return m;
+}
+
+const NO_DROPOUT = { hidden: 0, attention: 0, lora: 0 };
+
+const CASES: {
+  name: string;
+  numLabels: number;
+  lora: LoraSettings;
+  batch: number;
+  seqLen: number;
+  padFrom: number[];
+}[] = [
+  {
+    name: "q,v r4, batch 1 no padding",
+    numLabels: 2,
+    lora: { r: 4, alpha: 8, targets: ["query", "value"] },
+    batch: 1,
+    seqLen: 5,
+    padFrom: [5],
+  },
+  {
+    name: "all targets r3, batch 3 padded",
+    numLabels: 3,
+    lora: {
+      r: 3,
+      alpha: 6,
+      targets: ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
+    },
+    batch: 3,
+    seqLen: 9,
+    padFrom: [9, 4, 6],
+  },
+  {
+    name: "regression rsLoRA, batch 2",
+    numLabels: 1,
+    lora: { r: 2, alpha: 4, targets: ["value", "query"], rslora: true },
+    batch: 2,
+    seqLen: 7,
+    padFrom: [3, 7],
+  },
+];
+
+for (const c of CASES) {
+  Deno.test(`model: GPU logits and gradients equal the float64 reference (${c.name})`, async () => {
+    const { dir, base } = await tinyModel(1);
+    try {
+      const model = await RobertaModel.load(dir, {
+        numLabels: c.numLabels,
+        lora: c.lora,
+        seed: 5,
+        dropout: NO_DROPOUT,
+      });
+      const adapter = randomAdapter(model, 3);
+      model.setAdapter(adapter);
+      const masks = randomMasks(model, 4);
+      const inputIds = batchOf(2, c.batch, c.seqLen, c.padFrom);
+      const labels = c.numLabels === 1
+        ? Array.from({ length: c.batch }, (_, i) => 0.5 + i)
+        : Array.from({ length: c.batch }, (_, i) => i % c.numLabels);
+      const ref = { cfg: CFG, numLabels: c.numLabels, lora: model.lora, base, adapter };
+      for (const m of [undefined, masks]) {
+        const what = m ? "masked" : "unmasked";
+        model.setMasks(m);
+        const logits = await model.forward({ inputIds, batch: c.batch, seqLen: c.seqLen });
+        const want = refForward(ref, { inputIds, batch: c.batch, seqLen: c.seqLen }, m).logits;
+        // fp32 through 2 layers of LayerNorm/softmax: measured ~1e-6; bound 2e-5.
+        assertClose(logits, want, 2e-5, `${what} logits`);
+        const got = await model.lossAndGrads({ inputIds, batch: c.batch, seqLen: c.seqLen, labels }, {
+          masks: m,
+        });
+        const r = refLossAndGrads(ref, { inputIds, batch: c.batch, seqLen: c.seqLen, labels }, m);
+        ok(
+          Math.abs(got.loss - r.loss) <= 2e-5 * Math.max(1, Math.abs(r.loss)),
+          `${what} loss ${got.loss} vs ${r.loss}`,
+        );
+        for (const [name, g] of r.grads) {
+          assertClose(got.grads.get(name)!, g, 1e-4, `${what} gradient ${name}`);
+        }
+        if (m) {
+          for (const mod of model.modules) {
+            const mk = m.get(mod.path)!, gA = got.grads.get(mod.a.name)!, gB = got.grads.get(mod.b.name)!;
+            for (let j = 0; j < mod.nIn; j++) {
+              if (mk.a[j] === 0) {
+                for (let t = 0; t < c.lora.r; t++) strictEqual(gA[t * mod.nIn + j], 0, `dA ${mod.path}`);
+              }
+            }
+            for (let o = 0; o < mod.nOut; o++) {
+              if (mk.b[o] === 0) {
+                for (let t = 0; t < c.lora.r; t++) strictEqual(gB[o * c.lora.r + t], 0, `dB ${mod.path}`);
+              }
+            }
+          }
+        }
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("model: a training step with dropout decreases the loss and is reproducible from the seed", async () => {
+  const { dir } = await tinyModel(1);
+  try {
+    const lora: LoraSettings = { r: 4, alpha: 8, targets: ["query", "value"], dropout: 0.1 };
+    const run = async () => {
+      const model = await RobertaModel.load(dir, { numLabels: 2, lora, seed: 9 });
+      const inputIds = batchOf(3, 4, 8, [8, 6, 8, 5]);
+      const input = { inputIds, batch: 4, seqLen: 8, labels: [0, 1, 1, 0] };
+      const losses = [];
+      for (let s = 1; s <= 15; s++) {
+        losses.push(await model.trainStep(input, { lr: 1e-2, step: s, dropoutStream: s }));
+      }
+      return { losses, adapter: await model.getAdapter() };
+    };
+    const a = await run(), b = await run();
+    deepStrictEqual(a.losses, b.losses);
+    ok(a.losses.at(-1)! < a.losses[0], `loss went from ${a.losses[0]} to ${a.losses.at(-1)}`);
+    for (const [k, v] of a.adapter) deepStrictEqual(v, b.adapter.get(k), k);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("model: subadapter training leaves dropped rows/columns bit-identical", async () => {
+  const { dir } = await tinyModel(1);
+  try {
+    const model = await RobertaModel.load(dir, {
+      numLabels: 2,
+      lora: { r: 4, alpha: 8, targets: ["query", "value"] },
+      seed: 1,
+    });
+    model.setAdapter(randomAdapter(model, 8));
+    const before = await model.getAdapter();
+    const masks = randomMasks(model, 12);
+    model.setMasks(masks);
+    const input = { inputIds: batchOf(4, 2, 6, [6, 4]), batch: 2, seqLen: 6, labels: [1, 0] };
+    for (let s = 1; s <= 3; s++) await model.trainStep(input, { lr: 1e-2, step: s });
+    const after = await model.getAdapter();
+    let changed = 0;
+    for (const mod of model.modules) {
+      const mk = masks.get(mod.path)!, r = 4;
+      const A0 = before.get(mod.a.name)!,
+        A1 = after.get(mod.a.name)!,
+        B0 = before.get(mod.b.name)!,
+        B1 = after.get(mod.b.name)!;
+      for (let j = 0; j < mod.nIn; j++) {
+        for (let t = 0; t < r; t++) {
+          const i = t * mod.nIn + j;
+          if (mk.a[j] === 0) strictEqual(A1[i], A0[i]);
+          else if (A1[i] !== A0[i]) changed++;
+        }
+      }
+      for (let o = 0; o < mod.nOut; o++) {
+        for (let t = 0; t < r; t++) if (mk.b[o] === 0) strictEqual(B1[o * r + t], B0[o * r + t]);
+      }
+    }
+    ok(changed > 0, "kept entries were trained");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("model: F16 and BF16 checkpoints give the F32 result of the same rounded weights", async () => {
+  const lora: LoraSettings = { r: 2, alpha: 4, targets: ["query", "value"] };
+  const inputIds = batchOf(5, 2, 6, [6, 3]);
+  const results: Float32Array[] = [];
+  for (const dtype of ["F16", "BF16"] as const) {
+    const { dir } = await tinyModel(2, { dtype });
+    // the same weights rounded to the low precision, stored as F32
+    const lowDir = await Deno.makeTempDir({ prefix: "fedlodrop-model-" });
+    try {
+      const { SafetensorsFile } = await import("../model/safetensors.ts");
+      const f = await SafetensorsFile.open(`${dir}/model.safetensors`);
+      const rounded = new Map<string, { shape: number[]; data: Float32Array }>();
+      for (const [name, info] of f.tensors) {
+        rounded.set(name, { shape: info.shape, data: await f.readF32(name) });
+      }
+      f.close();
+      await writeSafetensors(`${lowDir}/model.safetensors`, rounded);
+      await Deno.copyFile(`${dir}/config.json`, `${lowDir}/config.json`);
+      const m1 = await RobertaModel.load(dir, { numLabels: 2, lora, seed: 1 });
+      const m2 = await RobertaModel.load(lowDir, { numLabels: 2, lora, seed: 1 });
+      const l1 = await m1.forward({ inputIds, batch: 2, seqLen: 6 });
+      const l2 = await m2.forward({ inputIds, batch: 2, seqLen: 6 });
+      deepStrictEqual(l1, l2, dtype);
+      results.push(l1);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(lowDir, { recursive: true });
+    }
+  }
+  ok(
+    results[0].some((v, i) => v !== results[1][i]),
+    "F16 and BF16 roundings differ, so the comparison is not vacuous",
+  );
+});
+
+Deno.test("model: a missing or mis-shaped tensor is an error naming it", async () => {
+  const lora: LoraSettings = { r: 2, alpha: 4, targets: ["query", "value"] };
+  const miss = await tinyModel(1, { drop: "roberta.encoder.layer.1.attention.self.key.weight" });
+  const bad = await tinyModel(1, { reshape: "roberta.encoder.layer.0.intermediate.dense.weight" });
+  try {
+    await rejects(
+      () => RobertaModel.load(miss.dir, { numLabels: 2, lora }),
+      /roberta\.encoder\.layer\.1\.attention\.self\.key\.weight.*missing/,
+    );
+    await rejects(
+      () => RobertaModel.load(bad.dir, { numLabels: 2, lora }),
+      /intermediate\.dense\.weight has shape \[384\], expected \[24,16\]/,
+    );
+  } finally {
+    await Deno.remove(miss.dir, { recursive: true });
+    await Deno.remove(bad.dir, { recursive: true });
+  }
+});
