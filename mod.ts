@@ -84,3 +84,13 @@ export { trainRun } from "./tasks/train_run.ts";
 export function loadModel(dir: string, opts: LoadOptions): Promise<RobertaModel> {
   return RobertaModel.load(dir, opts);
 }
+
+export { loadScenario, loraSizes, parseScenario, type Scenario } from "./opt/scenario.ts";
+export { boundObjective } from "./opt/bound.ts";
+export { minBandwidth } from "./opt/system_model.ts";
+export { buildProblem } from "./opt/problem.ts";
+export { solveBnb } from "./opt/bnb.ts";
+export { solvePsca } from "./opt/psca.ts";
+export { checkAllocation } from "./opt/checker.ts";
+export { type Plan, readPlan, writePlan } from "./opt/plan.ts";
+export { optimize } from "./opt/solve.ts";

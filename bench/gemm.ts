@@ -114,7 +114,8 @@ export async function run(args: string[]): Promise<void> {
   const tile = gemmTileFor(gpu);
   console.log(`adapter: ${gpu.describe()}`);
   console.log(
-    `gemm tile: ${tile.wx}x${tile.wy} invocations, ${tile.tm}x4 outputs each; shapes are M×K×N of y = x·Wᵀ ` +
+    `gemm tile: ${tile.wx}x${tile.wy} invocations, ${tile.tm}x${tile.tn ?? 4} outputs each (vec4 kernel; ` +
+      `${tile.tm}x4 in the scalar one); shapes are M×K×N of y = x·Wᵀ ` +
       `(x [M,K], W [N,K], transB); median of ${reps} after a warm-up`,
   );
   const numpy = flag("--no-numpy") ? "numpy: skipped (--no-numpy)" : await numpyRates(reps);
@@ -136,6 +137,7 @@ export async function run(args: string[]): Promise<void> {
       // A block of rows worth ~5e7 FLOP keeps the loop under a second; the full shape would take minutes.
       const rows = Math.min(m, Math.max(1, Math.round(5e7 / (2 * n * k))));
       const yh = new Float32Array(rows * n);
+      tsLoop(xh, wh, yh, 1, k, n); // warm-up (JIT)
       const tsSec = tsLoop(xh, wh, yh, rows, k, n);
       line += ` | TS loop ${
         (2 * rows * n * k / tsSec / 1e9).toFixed(2)

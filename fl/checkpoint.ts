@@ -15,6 +15,8 @@ export interface CheckpointState {
   adapter: Map<string, Float32Array>;
   /** Frozen weights changed by exact aggregation, keyed `<module path>.weight`. */
   baseWeights: Map<string, Float32Array>;
+  /** Inner ranks of the residual factors the next round's downlink carries (exact aggregation). */
+  residualRanks: Map<string, number>;
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -42,7 +44,14 @@ export async function writeCheckpoint(
   if (state.baseWeights.size > 0) {
     await writeSafetensors(`${tmp}/base_weights.safetensors`, tensors(state.baseWeights));
   }
-  await writeTextAtomic(`${tmp}/state.json`, JSON.stringify({ round: state.round, format: 1 }) + "\n");
+  await writeTextAtomic(
+    `${tmp}/state.json`,
+    JSON.stringify({
+      round: state.round,
+      residualRanks: Object.fromEntries(state.residualRanks),
+      format: 1,
+    }) + "\n",
+  );
   await Deno.remove(old, { recursive: true }).catch(() => {});
   if (await exists(dir)) await Deno.rename(dir, old);
   await Deno.rename(tmp, dir);
@@ -62,7 +71,8 @@ export async function readCheckpoint(runDir: string): Promise<CheckpointState | 
     const baseWeights = (await exists(`${dir}/base_weights.safetensors`))
       ? plain(await readSafetensors(`${dir}/base_weights.safetensors`))
       : new Map<string, Float32Array>();
-    return { round: st.round, adapter, baseWeights };
+    const residualRanks = new Map<string, number>(Object.entries(st.residualRanks ?? {}));
+    return { round: st.round, adapter, baseWeights, residualRanks };
   }
   return null;
 }

@@ -76,6 +76,7 @@ export async function runRounds(
   f: Federation,
   global: Map<string, Float32Array>,
   startRound: number,
+  residualRanks = new Map<string, number>(),
 ): Promise<RoundResult[]> {
   const { cfg, model } = f;
   const progress = f.progress ?? ((l: string) => console.error(l));
@@ -89,7 +90,6 @@ export async function runRounds(
   const results: RoundResult[] = [];
   const main = f.mainMetric;
   const started = performance.now();
-  let residualRanks = new Map<string, number>();
   for (let round = startRound; round < cfg.rounds; round++) {
     const t0 = performance.now();
     const gammas = f.plan?.gamma ?? gammasForRound(cfg, round);
@@ -207,7 +207,7 @@ export async function runRounds(
     if (cfg.aggregator === "fedex") {
       for (const m of modules) baseWeights.set(`${m.path}.weight`, await model.readModuleWeight(m.path));
     }
-    const state: CheckpointState = { round, adapter: global, baseWeights };
+    const state: CheckpointState = { round, adapter: global, baseWeights, residualRanks };
     const ckShapes = new Map(shapes);
     for (const m of modules) ckShapes.set(`${m.path}.weight`, [m.nOut, m.nIn]);
     await writeCheckpoint(f.runDir, state, ckShapes);

@@ -74,8 +74,6 @@ export interface RunConfig {
   plan: string | null;
   /** Output folder (null = `runs/<name>`). */
   out: string | null;
-  /** Profile the first local steps (writes a trace and a kernel table into the run folder). */
-  profile: boolean;
 }
 
 /** Defaults: the reference code's local-training settings, on a tiny random model and the committed SST-2 sample. */
@@ -113,7 +111,6 @@ export const DEFAULT_RUN: Readonly<RunConfig> = {
   trainEvalSize: 256,
   plan: null,
   out: null,
-  profile: false,
 };
 
 /** One-line help per field (for `--help`). */
@@ -152,7 +149,6 @@ export const RUN_HELP: Record<keyof RunConfig, string> = {
   trainEvalSize: "training examples on which the train metric is measured",
   plan: "resource plan JSON from `deno task optimize --out`",
   out: "output folder (default runs/<name>)",
-  profile: "profile the first local steps (kernel table + Chrome trace in the run folder)",
 };
 
 const TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"];

@@ -59,6 +59,8 @@ export interface GemmArgs {
   strideB?: [number, number];
   /** Batch strides of C (default [0, 0]). */
   strideC?: [number, number];
+  /** Register blocking to use instead of the adapter's default ({@link gemmTileFor}); for tests and tuning. */
+  tile?: GemmTile;
 }
 
 /** Register-blocking of one GEMM kernel variant. */
@@ -81,9 +83,17 @@ export const GPU_GEMM_TILE: GemmTile = { wx: 16, wy: 16, tm: 4 };
 /** Columns of C per invocation (the width of the accumulator vectors). */
 const TN = 4;
 
-/** The tile {@link gemm} uses on this adapter. */
-export function gemmTileFor(gpu: Gpu): GemmTile {
-  return gpu.isCpu ? CPU_GEMM_TILE : GPU_GEMM_TILE;
+/**
+ * The tile {@link gemm} uses on this adapter for an m × n output. On CPU adapters a narrow output (n <= 16, e.g.
+ * the LoRA down-projection with n = r, or a classifier head) gets a tile only 4·wx columns wide so that the
+ * SIMD lanes are not idle; tiles are few and fixed, so pipelines stay few.
+ */
+export function gemmTileFor(gpu: Gpu, n = Infinity): GemmTile {
+  if (!gpu.isCpu) return GPU_GEMM_TILE;
+  if (n <= 4) return { wx: 1, wy: 64, tm: 4, tn: 4 };
+  if (n <= 8) return { wx: 2, wy: 32, tm: 4, tn: 4 };
+  if (n <= 16) return { wx: 4, wy: 16, tm: 4, tn: 4 };
+  return CPU_GEMM_TILE;
 }
 
 /** WGSL of one GEMM variant (exported for inspection and tests). */
@@ -323,10 +333,20 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
   checkBuffer(gpu, "c", args.c, last(offC, sC) + (m - 1) * ldc + n);
   if (args.bias) checkBuffer(gpu, "bias", args.bias, n);
 
-  const tile = gemmTileFor(gpu);
+  const tile = args.tile ?? gemmTileFor(gpu, n);
+  const tn0 = tile.tn ?? TN;
+  if (![tile.wx, tile.wy, tile.tm, tn0].every((v) => Number.isInteger(v) && v >= 1) || tn0 % 4 !== 0) {
+    throw new Error(`gemm: tile ${JSON.stringify(tile)} needs positive integers and tn a multiple of 4`);
+  }
+  if (tile.wx * tile.wy > gpu.limits.maxComputeInvocationsPerWorkgroup) {
+    throw new Error(`gemm: tile ${tile.wx}x${tile.wy} exceeds maxComputeInvocationsPerWorkgroup`);
+  }
   const opts = { transA, transB, bias: !!args.bias, accumulate: !!args.accumulate };
   // The vec4 variant needs op(A) = A and every A/B address that starts a vec4 to be 4-aligned.
-  const vec4 = !transA && [k, lda, ldb, offA, offB, ...sA, ...sB].every((v) => v % 4 === 0);
+  // Without transB the last vec4 of B's last row reaches column roundUp4(n) - 1: B must hold it, or a robust
+  // (clamped) load would feed wrong values into real columns.
+  const vec4 = !transA && [k, lda, ldb, offA, offB, ...sA, ...sB].every((v) => v % 4 === 0) &&
+    (transB || k === 0 || args.b.size >= 4 * (last(offB, sB) + (k - 1) * ldb + Math.ceil(n / 4) * 4));
   const tn = vec4 ? tile.tn ?? TN : TN;
   const key =
     `gemm${vec4 ? "-vec4" : ""}:wx${tile.wx}:wy${tile.wy}:tm${tile.tm}:tn${tn}:tA${+transA}:tB${+transB}` +

@@ -1,10 +1,13 @@
 /**
  * Branch-and-bound for min G(γ) s.t. Σ ĝ_k(γ_k) ≤ 1 with one coupled LP relaxation per node (glpk.js).
- * Node = box [ℓ, u]. LP variables γ_k, σ_k, v_k, β_k, S, z; minimise e0 + z + a2 Σ w_k² v_k with z above
- * tangents of h(S), S = Σ w_k σ_k, σ_k between the secant and tangents of σ, v_k above tangents of φ,
- * β_k ≥ ĝ_k(u_k) (table lower bound) and above cuts of ĝ_k (only if the table is convex), Σ β_k ≤ 1.
- * Cuts at the LP point are added and the LP re-solved (≤ `lpsPerNode`). Best-first, certificate
- * UB − LB ≤ ε_abs + ε_rel·|UB|.
+ * Node = box [ℓ, u], pruned when its cheapest corner is unaffordable (Σ exact ĝ_k(u_k) > 1). LP variables
+ * γ_k, σ_k, v_k, β_k, S, z; minimise e0 + z + a2 Σ w_k² v_k with z above tangents of h(S), S = Σ w_k σ_k,
+ * σ_k between the secant and tangents of σ, v_k above tangents of φ, β_k ≥ exact ĝ_k(u_k) and, when every
+ * table is convex, β_k above cuts of ĝ_k (table secants lowered by the most a convex function can dip below
+ * them, and a line through the exact value at u_k), Σ β_k ≤ 1. Cuts at the LP point are added where it
+ * violates them and the LP re-solved (≤ `lpsPerNode`). Every cut is valid for the exact g_k, so the lower
+ * bound is certified for the exact problem; candidate points (upper bounds) are checked with `Problem.gHat`
+ * (the table interpolation, conservative for convex g_k). Best-first; stops at UB − LB ≤ ε_abs + ε_rel·|UB|.
  *
  * @example
  * ```ts
@@ -76,6 +79,8 @@ interface Node {
   sig: number[];
   v: number[];
   beta: number[];
+  /** Price of bandwidth in the node's LP. */
+  dual: number;
 }
 
 /** A node's LP bound and the LP point (γ_k, σ_k, v_k, β_k); lb is Infinity for an unaffordable box. */
@@ -89,6 +94,8 @@ export interface BoxBound {
   lps: number;
   /** Seconds spent inside glpk.js for them. */
   lpSeconds?: number;
+  /** |dual| of the bandwidth row (the price of bandwidth at the LP point). */
+  dual?: number;
 }
 
 const TANGENT_S = [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.95];
@@ -108,7 +115,8 @@ export async function boxLowerBound(
   const gHi = useBw ? hi.map((u, k) => prob.exactG(k, u)) : [];
   if (useBw && gHi.reduce((a, x) => a + x, 0) > 1) return fail;
   const sPts = [...TANGENT_S, hMinimiser(b, n)];
-  const gPts: number[][] = lo.map((l, k) => [l, 0.5 * (l + hi[k]), hi[k]]);
+  const sigPts: number[][] = lo.map((l, k) => [l, 0.5 * (l + hi[k]), hi[k]]);
+  const phiPts: number[][] = lo.map((l, k) => [l, 0.5 * (l + hi[k]), hi[k]]);
   const bwPts: number[][] = lo.map((l, k) => [l, 0.5 * (l + hi[k]), hi[k]]);
   const convex = prob.tables.every((t) => t.convex);
   let last = -Infinity, lps = 0, lpSeconds = 0;
@@ -144,9 +152,12 @@ export async function boxLowerBound(
       // σ_k ≥ secant on [l, u]
       const sec = u > l ? (sigma(u) - sigma(l)) / (u - l) : 0;
       row([[`s${k}`, 1], [`g${k}`, -sec]], G.GLP_LO, sigma(l) - sec * l, 0);
-      for (const t of gPts[k]) {
-        const ds = dSigma(t), dp = dPhi(t);
+      for (const t of sigPts[k]) {
+        const ds = dSigma(t);
         row([[`s${k}`, 1], [`g${k}`, -ds]], G.GLP_UP, 0, sigma(t) - ds * t);
+      }
+      for (const t of phiPts[k]) {
+        const dp = dPhi(t);
         row([[`v${k}`, 1], [`g${k}`, -dp]], G.GLP_LO, phi(t) - dp * t, 0);
       }
       if (useBw) {
@@ -160,6 +171,7 @@ export async function boxLowerBound(
         bwRow.push([`b${k}`, 1]);
       }
     }
+    const bwName = `r${r}`;
     if (useBw) row(bwRow, G.GLP_UP, 0, 1);
     const objVars = [{ name: "z", coef: 1 }, ...w.map((wk, k) => ({ name: `v${k}`, coef: b.a2 * wk * wk }))];
     const lp = {
@@ -169,9 +181,8 @@ export async function boxLowerBound(
       bounds,
     };
     const ts = performance.now();
-    let res = G.solve(lp, { msglev: G.GLP_MSG_OFF });
-    // the presolver answers "undefined" when it detects infeasibility; the plain simplex then says which
-    if (res.result.status === G.GLP_UNDEF) res = G.solve(lp, { msglev: G.GLP_MSG_OFF, presol: false });
+    // no presolver: it is not faster on these LPs and answers "undefined" on infeasible ones
+    const res = G.solve(lp, { msglev: G.GLP_MSG_OFF, presol: false });
     lpSeconds += (performance.now() - ts) / 1000;
     lps++;
     const st = res.result.status;
@@ -188,14 +199,20 @@ export async function boxLowerBound(
       beta: lo.map((_, k) => (useBw ? x[`b${k}`] : 0)),
       lps,
       lpSeconds,
+      dual: useBw ? Math.abs(res.result.dual?.[bwName] ?? 0) : 0,
     };
     if (lb - last < 1e-8 && iter > 0) break;
     last = Math.max(last, lb);
-    sPts.push(x["S"]);
+    // cut only the parts of the relaxation that the LP point violates (keeps the LPs small)
+    let added = 0;
+    if (x["z"] < hOf(b, n, x["S"]) - 1e-12) added += sPts.push(x["S"]);
     for (let k = 0; k < K; k++) {
-      gPts[k].push(gamma[k]);
-      bwPts[k].push(gamma[k]);
+      const g = gamma[k];
+      if (out.sig[k] > sigma(g) + 1e-12) added += sigPts[k].push(g);
+      if (out.v[k] < phi(g) - 1e-12) added += phiPts[k].push(g);
+      if (useBw && convex && out.beta[k] < prob.gHat(k, g) - 1e-12) added += bwPts[k].push(g);
     }
+    if (added === 0) break;
   }
   return out;
 }
@@ -273,7 +290,16 @@ export async function solveBnb(prob: Problem, opts: BnbOptions = {}): Promise<Bn
     nodes++;
     if (!Number.isFinite(r.lb)) return undefined;
     opts.onNode?.({ lower: lo, upper: hi, lb: r.lb });
-    const node: Node = { lo, hi, lb: r.lb, gamma: r.gamma, sig: r.sig, v: r.v, beta: r.beta };
+    const node: Node = {
+      lo,
+      hi,
+      lb: r.lb,
+      gamma: r.gamma,
+      sig: r.sig,
+      v: r.v,
+      beta: r.beta,
+      dual: r.dual ?? 0,
+    };
     offer(useBw ? pushToAffordable(prob, r.gamma, hi) : r.gamma);
     return node;
   };
@@ -295,18 +321,13 @@ export async function solveBnb(prob: Problem, opts: BnbOptions = {}): Promise<Bn
     }
     // branching device: largest relaxation error at the LP point
     let kBest = -1, score = -1;
-    let dual = 0;
-    if (useBw) {
-      let over = 0;
-      for (let k = 0; k < K; k++) over += Math.max(0, prob.tables[k].interp(node.gamma[k]) - node.beta[k]);
-      dual = over > 0 ? 1e-3 : 0;
-    }
+    const dual = node.dual;
     for (let k = 0; k < K; k++) {
       const width = node.hi[k] - node.lo[k];
       if (width < 1e-7) continue;
       const g = node.gamma[k], wk = prob.w[k];
       let s = b.a1 * b.lambda * wk * Math.abs(sigma(g) - node.sig[k]) + b.a2 * wk * wk * (phi(g) - node.v[k]);
-      if (useBw) s += dual * Math.max(0, prob.tables[k].interp(g) - node.beta[k]);
+      if (useBw) s += dual * Math.min(1, Math.max(0, prob.gHat(k, g) - node.beta[k]));
       s += 1e-12 * width;
       if (s > score) {
         score = s;

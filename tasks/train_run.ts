@@ -150,12 +150,14 @@ export async function trainRun(
   await Deno.mkdir(runDir, { recursive: true });
   let startRound = 0;
   let global = await model.getAdapter();
+  let residualRanks = new Map<string, number>();
   if (opts.resume) {
     const ck = await readCheckpoint(runDir);
     if (ck) {
       model.setAdapter(ck.adapter);
       for (const [name, w] of ck.baseWeights) model.writeModuleWeight(name.replace(/\.weight$/, ""), w);
       global = ck.adapter;
+      residualRanks = ck.residualRanks;
       startRound = ck.round + 1;
       console.error(`fedlodrop: resuming ${runDir} after round ${ck.round + 1}`);
     } else console.error(`fedlodrop: no checkpoint in ${runDir}; starting from round 1`);
@@ -208,7 +210,7 @@ export async function trainRun(
         } adapted modules, ${model.gpu.describe()}`,
     );
   }
-  const results = await runRounds(fed, global, startRound);
+  const results = await runRounds(fed, global, startRound, residualRanks);
   if (!opts.quiet) printRounds(results, main);
 
   // Final outputs.
