@@ -109,6 +109,7 @@ export class Gpu {
 
   /** Writes `data` into `buf` at byte offset `offset` (queued before the next submit). */
   write(buf: GPUBuffer, data: Float32Array | Int32Array | Uint32Array, offset = 0): void {
+    if (data.byteLength === 0) return; // Deno 2.9's writeBuffer panics on an empty write
     this.device.queue.writeBuffer(buf, offset, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
   }
 

@@ -3,10 +3,14 @@
  * row strides, element offsets and two-level batching, for any m, n, k (edges that do not fill a tile are
  * handled by clamped loads and guarded stores).
  *
- * The kernel is register-blocked: each invocation keeps a TM × 4 block of C in `vec4` accumulators and
- * streams op(A) and op(B) straight from storage buffers (no workgroup memory, no barriers — barriers are
- * expensive on CPU adapters such as llvmpipe). Tile sizes are chosen per adapter class (`gpu.isCpu`) and are
- * part of the pipeline key, so each variant compiles once.
+ * Two register-blocked kernels, both streaming op(A) and op(B) straight from storage buffers (no workgroup
+ * memory, no barriers — barriers are expensive on CPU adapters such as llvmpipe):
+ * - {@link gemmVec4Wgsl}, used when op(A) = A and k, lda, ldb, offsets and batch strides are multiples of 4
+ *   (every RoBERTa projection and attention product): operands read as `vec4`, a tm × tn block of C per
+ *   invocation. On llvmpipe a buffer load costs about ten vec4 FMAs, so FMAs per load set the speed.
+ * - {@link gemmWgsl}, the general fallback (any transposes, strides and alignment), scalar loads, tm × 4 block.
+ * Tile sizes are chosen per adapter class (`gpu.isCpu`) and, on CPU adapters, narrower for n <= 16; they are
+ * part of the pipeline key, so each variant compiles once. `bench/NOTES.md` has the measurements.
  * @module
  */
 import type { Gpu } from "./device.ts";

@@ -10,11 +10,15 @@
  * by 1/(1-p); p = 0 compiles a variant without any RNG.
  *
  * The rank r is a compile-time constant of each variant (accumulators unrolled in registers), r <= 64.
+ * The rank-r products whose masking can be moved onto a small operand (y += s·t·B̂ᵀ, dt = s·dy·B̂ and, without
+ * dropout, dx += dt·Â) run on {@link gemm}; B̂ and Â live in per-Gpu scratch buffers (nOut·r and r·nIn f32,
+ * grown on demand, never freed while the Gpu lives), as does dt unless `scratch` is given.
  * @module
  */
 import type { Gpu } from "./device.ts";
 import type { Recorder } from "./recorder.ts";
 import { RNG_WGSL } from "./rng.ts";
+import { gemm } from "./gemm.ts";
 
 /** Largest LoRA rank the kernels are generated for. */
 export const MAX_LORA_RANK = 64;
@@ -96,14 +100,17 @@ export interface LoraBackwardArgs {
   scratch?: GPUBuffer;
 }
 
-const scratchCache = new WeakMap<Gpu, GPUBuffer>();
+const scratchCache = new WeakMap<Gpu, Map<string, GPUBuffer>>();
 
-function scratchFor(gpu: Gpu, elements: number): GPUBuffer {
-  let buf = scratchCache.get(gpu);
+/** A per-Gpu scratch buffer for `role` of at least `elements` f32, grown on demand and reused. */
+function scratchFor(gpu: Gpu, role: string, elements: number): GPUBuffer {
+  let roles = scratchCache.get(gpu);
+  if (!roles) scratchCache.set(gpu, roles = new Map());
+  let buf = roles.get(role);
   if (!buf || buf.size < elements * 4) {
     // The old buffer may still be referenced by recorded, unsubmitted work: let GC reclaim it, do not destroy.
-    buf = gpu.buffer(elements * 4, "lora dt scratch");
-    scratchCache.set(gpu, buf);
+    buf = gpu.buffer(elements * 4, `lora ${role} scratch`);
+    roles.set(role, buf);
   }
   return buf;
 }
@@ -180,12 +187,12 @@ const WG2 = 8;
 
 /** The WGSL of one LoRA kernel variant (exported for inspection). */
 export function loraWgsl(
-  kind: "down" | "up" | "dB" | "dt" | "dA" | "dx",
+  kind: "down" | "down4" | "maskB" | "maskA" | "dB" | "dA" | "dx",
   r: number,
   drop: boolean,
   acc: boolean,
 ) {
-  const usesDrop = kind === "down" || kind === "dA" || kind === "dx";
+  const usesDrop = kind === "down" || kind === "down4" || kind === "dA" || kind === "dx";
   const head = PARAMS + (usesDrop ? dropWgsl(drop) : "");
   const decl = (i: number, name: string, rw = false) =>
     `@group(0) @binding(${i}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<f32>;`;
@@ -206,18 +213,43 @@ ${unroll(r, "    a$q += xv * A[$qu * p.nIn + c];")}
   }
 ${unroll(r, `  T[i * ${r}u + $qu] = a$q;`)}
 }`;
-    case "up": // y[i, j] += s mB[j] Σ_q t[i,q] B[j,q]   — one invocation per element
-      return head + [decl(1, "T"), decl(2, "B"), decl(3, "MB"), decl(4, "Y", true)].join("\n") + `
-@compute @workgroup_size(${WG2}, ${WG2}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let j = g.x;
-  let i = g.y;
-  if (i >= p.m || j >= p.nOut) { return; }
-  let mask = MB[j];
-  if (mask == 0.0) { return; }
-  var s = 0.0;
-${unroll(r, `  s += T[i * ${r}u + $qu] * B[j * ${r}u + $qu];`)}
-  let idx = i * p.nOut + j;
-  Y[idx] = Y[idx] + p.scale * mask * s;
+    case "down4": // the same, reading x, A and mA as vec4 along the input features (nIn % 4 == 0)
+      return head + [
+        decl(1, "X").replace("array<f32>", "array<vec4<f32>>"),
+        decl(2, "A").replace("array<f32>", "array<vec4<f32>>"),
+        decl(3, "MA").replace("array<f32>", "array<vec4<f32>>"),
+        decl(4, "T", true),
+      ].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let i = g.x;
+  if (i >= p.m) { return; }
+${unroll(r, "  var a$q = 0.0;")}
+  let n4 = p.nIn / 4u;
+  let row4 = i * n4;
+  for (var c = 0u; c < n4; c++) {
+    let mask = MA[c];
+    if (all(mask == vec4<f32>(0.0))) { continue; }
+    let e = (row4 + c) * 4u;
+    let f = vec4<f32>(drop_factor(e), drop_factor(e + 1u), drop_factor(e + 2u), drop_factor(e + 3u));
+    let xv = X[row4 + c] * mask * f;
+${unroll(r, "    a$q += dot(xv, A[$qu * n4 + c]);")}
+  }
+${unroll(r, `  T[i * ${r}u + $qu] = a$q;`)}
+}`;
+    case "maskB": // bHat[j, q] = B[j, q] mB[j]   — one invocation per element (exact: mB is 0 or 1)
+      return head + [decl(1, "B"), decl(2, "MB"), decl(3, "BH", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let e = g.x;
+  if (e >= p.nOut * ${r}u) { return; }
+  BH[e] = select(0.0, B[e] * MB[e / ${r}u], MB[e / ${r}u] != 0.0);
+}`;
+    case "maskA": // aHat[q, c] = A[q, c] mA[c]   — one invocation per element (exact: mA is 0 or 1)
+      return head + [decl(1, "A"), decl(2, "MA"), decl(3, "AH", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let e = g.x;
+  if (e >= p.nIn * ${r}u) { return; }
+  let mask = MA[e % p.nIn];
+  AH[e] = select(0.0, A[e] * mask, mask != 0.0);
 }`;
     case "dB": // dB[j, q] (=|+=) s mB[j] Σ_i dy[i,j] t[i,q]   — one invocation per output row j
       return head + [decl(1, "DY"), decl(2, "T"), decl(3, "MB"), decl(4, "DB", true)].join("\n") + `
@@ -234,21 +266,6 @@ ${unroll(r, `      a$q += d * T[i * ${r}u + $qu];`)}
   }
   let f = p.scale * mask;
 ${unroll(r, "  " + store(`DB[j * ${r}u + $qu]`, "select(0.0, f * a$q, mask != 0.0)"))}
-}`;
-    case "dt": // dt[i, q] = s Σ_j dy[i,j] mB[j] B[j,q]   — one invocation per row i
-      return head + [decl(1, "DY"), decl(2, "B"), decl(3, "MB"), decl(4, "DT", true)].join("\n") + `
-@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let i = g.x;
-  if (i >= p.m) { return; }
-${unroll(r, "  var a$q = 0.0;")}
-  let row = i * p.nOut;
-  for (var j = 0u; j < p.nOut; j++) {
-    let mask = MB[j];
-    if (mask == 0.0) { continue; }
-    let d = DY[row + j] * mask;
-${unroll(r, `    a$q += d * B[j * ${r}u + $qu];`)}
-  }
-${unroll(r, `  DT[i * ${r}u + $qu] = p.scale * a$q;`)}
 }`;
     case "dA": // dA[q, c] (=|+=) mA[c] Σ_i dt[i,q] drop(x[i,c])   — one invocation per input column c
       return head + [decl(1, "DT"), decl(2, "X"), decl(3, "MA"), decl(4, "DA", true)].join("\n") + `
@@ -294,7 +311,7 @@ function uniforms(d: Dims): { u32: number[]; f32: number[]; drop: boolean } {
 
 function launch(
   rec: Recorder,
-  kind: "down" | "up" | "dB" | "dt" | "dA" | "dx",
+  kind: "down" | "down4" | "maskB" | "maskA" | "dB" | "dA" | "dx",
   d: Dims,
   buffers: GPUBuffer[],
   groups: [number, number?],
@@ -303,7 +320,7 @@ function launch(
   bytes: number,
 ): void {
   const { u32, f32, drop } = uniforms(d);
-  const usesDrop = kind === "down" || kind === "dA" || kind === "dx";
+  const usesDrop = kind === "down" || kind === "down4" || kind === "dA" || kind === "dx";
   const key = `lora-${kind}:r${d.r}:drop${+(drop && usesDrop)}:acc${+acc}`;
   rec.dispatch({
     pipeline: rec.gpu.pipeline(key, loraWgsl(kind, d.r, drop && usesDrop, acc)),
@@ -325,7 +342,8 @@ function noAlias(kernel: string, out: [string, GPUBuffer], ins: [string, GPUBuff
 }
 
 /**
- * Records the masked LoRA forward: t = (drop(x) ⊙ mA) Aᵀ and y += s·(t Bᵀ) ⊙ mB (two dispatches).
+ * Records the masked LoRA forward: t = (drop(x) ⊙ mA) Aᵀ and y += s·(t Bᵀ) ⊙ mB (three dispatches: the
+ * down-projection, B̂ = diag(mB)·B into a per-Gpu scratch buffer, and y += s·t·B̂ᵀ by {@link gemm}).
  *
  * @example
  * ```ts
@@ -349,7 +367,7 @@ export function loraForward(rec: Recorder, args: LoraForwardArgs): void {
   noAlias("loraForward", ["y", args.y], [["t", args.t], ["b", args.b], ["maskB", args.maskB]]);
   launch(
     rec,
-    "down",
+    nIn % 4 === 0 ? "down4" : "down",
     args,
     [args.x, args.a, args.maskA, args.t],
     [Math.ceil(m / WG1)],
@@ -357,21 +375,37 @@ export function loraForward(rec: Recorder, args: LoraForwardArgs): void {
     2 * m * nIn * r,
     4 * (m * nIn + r * nIn + nIn + m * r),
   );
+  // y += s·t·(diag(mB) B)ᵀ with the GEMM: masking B's rows first is exact (mB is 0/1) and the GEMM is far
+  // faster than a per-element kernel (it loads each operand once per 4 k-steps).
+  const bHat = scratchFor(rec.gpu, "bHat", nOut * r);
+  noAlias("loraForward", ["bHat", bHat], [["b", args.b], ["maskB", args.maskB]]);
   launch(
     rec,
-    "up",
+    "maskB",
     args,
-    [args.t, args.b, args.maskB, args.y],
-    [Math.ceil(nOut / WG2), Math.ceil(m / WG2)],
-    true,
-    2 * m * nOut * r + 2 * m * nOut,
-    4 * (m * r + nOut * r + nOut + 2 * m * nOut),
+    [args.b, args.maskB, bHat],
+    [Math.ceil(nOut * r / WG1)],
+    false,
+    nOut * r,
+    4 * (2 * nOut * r + nOut),
   );
+  gemm(rec, {
+    a: args.t,
+    b: bHat,
+    c: args.y,
+    m,
+    n: nOut,
+    k: r,
+    transB: true,
+    alpha: args.scale,
+    accumulate: true,
+  });
 }
 
 /**
- * Records the masked LoRA backward (four dispatches, five with dx): dB (=|+=) s·((dy ⊙ mB)ᵀ t),
- * dt = s·(dy ⊙ mB) B into scratch, dA (=|+=) dtᵀ (drop(x) ⊙ mA), and dx += drop'((dt A) ⊙ mA) when dx is given.
+ * Records the masked LoRA backward: dB (=|+=) s·((dy ⊙ mB)ᵀ t), dt = s·(dy ⊙ mB) B into scratch (via
+ * B̂ = diag(mB)·B and {@link gemm}), dA (=|+=) dtᵀ (drop(x) ⊙ mA), and dx += drop'((dt A) ⊙ mA) when dx is given
+ * (via Â = A·diag(mA) and {@link gemm} when there is no lora_dropout).
  * Rows of dB with mB = 0 and columns of dA with mA = 0 are written as exactly 0 (or left unchanged when
  * accumulating).
  *
@@ -396,7 +430,7 @@ export function loraBackward(rec: Recorder, args: LoraBackwardArgs): void {
     ["dx", args.dx, m * nIn],
     ["scratch", args.scratch, m * r],
   ]);
-  const dt = args.scratch ?? scratchFor(rec.gpu, m * r);
+  const dt = args.scratch ?? scratchFor(rec.gpu, "dt", m * r);
   const acc = args.accumulateGrads ?? false;
   noAlias("loraBackward", ["dB", args.dB], [["dy", args.dy], ["t", args.t], ["maskB", args.maskB]]);
   noAlias("loraBackward", ["scratch", dt], [["dy", args.dy], ["b", args.b], ["maskB", args.maskB]]);
@@ -414,16 +448,20 @@ export function loraBackward(rec: Recorder, args: LoraBackwardArgs): void {
     2 * m * nOut * r,
     4 * (m * nOut + m * r + nOut + nOut * r * (acc ? 2 : 1)),
   );
+  // dt = s·(dy ⊙ mB)·B = s·dy·(diag(mB) B): exact (mB is 0/1), and the GEMM is much faster than a row loop.
+  const bHat = scratchFor(rec.gpu, "bHat", nOut * r);
+  noAlias("loraBackward", ["bHat", bHat], [["b", args.b], ["maskB", args.maskB]]);
   launch(
     rec,
-    "dt",
+    "maskB",
     args,
-    [args.dy, args.b, args.maskB, dt],
-    [Math.ceil(m / WG1)],
+    [args.b, args.maskB, bHat],
+    [Math.ceil(nOut * r / WG1)],
     false,
-    2 * m * nOut * r,
-    4 * (m * nOut + nOut * r + nOut + m * r),
+    nOut * r,
+    4 * (2 * nOut * r + nOut),
   );
+  gemm(rec, { a: args.dy, b: bHat, c: dt, m, n: r, k: nOut, alpha: args.scale });
   launch(
     rec,
     "dA",
@@ -434,7 +472,22 @@ export function loraBackward(rec: Recorder, args: LoraBackwardArgs): void {
     2 * m * nIn * r,
     4 * (m * r + m * nIn + nIn + r * nIn * (acc ? 2 : 1)),
   );
-  if (args.dx) {
+  if (args.dx && (args.dropout ?? 0) === 0) {
+    // Without lora_dropout: dx += dt·(A diag(mA)) by the GEMM (masking A's columns first is exact).
+    const aHat = scratchFor(rec.gpu, "aHat", r * nIn);
+    noAlias("loraBackward", ["aHat", aHat], [["a", args.a], ["maskA", args.maskA]]);
+    launch(
+      rec,
+      "maskA",
+      args,
+      [args.a, args.maskA, aHat],
+      [Math.ceil(r * nIn / WG1)],
+      false,
+      r * nIn,
+      4 * (2 * r * nIn + nIn),
+    );
+    gemm(rec, { a: dt, b: aHat, c: args.dx, m, n: nIn, k: r, accumulate: true });
+  } else if (args.dx) {
     launch(
       rec,
       "dx",

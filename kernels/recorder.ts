@@ -19,8 +19,8 @@ const SLOTS = 4096;
 export interface Dispatch {
   /** The compiled pipeline (from `Gpu.pipeline`). */
   pipeline: GPUComputePipeline;
-  /** Storage buffers bound at 1, 2, … in this order. */
-  buffers: GPUBuffer[];
+  /** Storage buffers (bound whole) or texture views, bound at 1, 2, … in this order. */
+  buffers: (GPUBuffer | GPUTextureView)[];
   /** Unsigned integer uniforms, first in the uniform struct. */
   u32?: number[];
   /** Float uniforms, after the u32 fields. */
@@ -136,7 +136,9 @@ export class Recorder {
       if (hasUniforms) {
         entries.push({ binding: 0, resource: { buffer: arena, offset: slot * SLOT, size: SLOT } });
       }
-      d.buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b } }));
+      d.buffers.forEach((b, i) =>
+        entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: b } : b })
+      );
       const bindGroup = dev.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries });
       const timestampWrites = this.observer?.onDispatch(d, enc);
       const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : undefined);

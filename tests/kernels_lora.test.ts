@@ -112,6 +112,8 @@ async function runCase(c: Case, seed: number): Promise<void> {
 Deno.test("lora: forward and backward match the float64 reference (masks, no dropout)", async () => {
   await runCase({ m: 7, nIn: 33, nOut: 20, r: 4, scale: 2 }, 1);
   await runCase({ m: 1, nIn: 5, nOut: 3, r: 1, scale: 0.5 }, 2);
+  await runCase({ m: 7, nIn: 36, nOut: 20, r: 4, scale: 2 }, 6); // nIn % 4 == 0: the vec4 down-projection
+
   await runCase({ m: 65, nIn: 130, nOut: 67, r: 8, scale: 1 / 8, accumulateGrads: true }, 3);
 });
 
