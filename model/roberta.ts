@@ -974,15 +974,13 @@ export class RobertaModel {
   /** Adds `left [nOut, q] · right [q, nIn]` to the frozen weight of a module (FedEx-LoRA residual). */
   mergeResidual(path: string, left: Float32Array, right: Float32Array, q: number): void {
     const mod = this.modules.find((m) => m.path === path);
+    if (!mod) throw new Error(`mergeResidual: ${path} is not an adapted module of this model`);
     const w = moduleWeight(this.base.layers, path);
-    const [nOut, nIn] = mod
-      ? [mod.nOut, mod.nIn]
-      : [w.size / 4 / this.config.hiddenSize, this.config.hiddenSize];
-    if (left.length !== nOut * q || right.length !== q * nIn) {
-      throw new Error(`mergeResidual ${path}: expected [${nOut}, ${q}] and [${q}, ${nIn}] factors`);
+    if (left.length !== mod.nOut * q || right.length !== q * mod.nIn) {
+      throw new Error(`mergeResidual ${path}: expected [${mod.nOut}, ${q}] and [${q}, ${mod.nIn}] factors`);
     }
     const l = this.gpu.upload(left, "residual.left"), r = this.gpu.upload(right, "residual.right");
-    gemm(this.#rec, { a: l, b: r, c: w, m: nOut, n: nIn, k: q, accumulate: true });
+    gemm(this.#rec, { a: l, b: r, c: w, m: mod.nOut, n: mod.nIn, k: q, accumulate: true });
     this.#rec.submit();
     l.destroy();
     r.destroy();

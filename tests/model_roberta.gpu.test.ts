@@ -326,3 +326,37 @@ Deno.test("model: a missing or mis-shaped tensor is an error naming it", async (
     await Deno.remove(bad.dir, { recursive: true });
   }
 });
+
+Deno.test("model: mergeResidual adds left·right to the frozen weight (FedEx-LoRA), other modules untouched", async () => {
+  const { dir } = await tinyModel(1);
+  try {
+    const model = await RobertaModel.load(dir, {
+      numLabels: 2,
+      lora: { r: 2, alpha: 4, targets: ["query", "value"] },
+    });
+    const path = "roberta.encoder.layer.1.attention.self.value",
+      other = "roberta.encoder.layer.0.attention.self.value";
+    const w0 = await model.readModuleWeight(path), o0 = await model.readModuleWeight(other);
+    const q = 5, H = CFG.hiddenSize;
+    const r = new KeyedRandom([3, Purpose.test, 5]);
+    const left = Float32Array.from({ length: H * q }, () => r.uniform() - 0.5);
+    const right = Float32Array.from({ length: q * H }, () => r.uniform() - 0.5);
+    model.mergeResidual(path, left, right, q);
+    const want = new Float64Array(H * H);
+    for (let i = 0; i < H; i++) {
+      for (let j = 0; j < H; j++) {
+        let s = w0[i * H + j];
+        for (let t = 0; t < q; t++) s += left[i * q + t] * right[t * H + j];
+        want[i * H + j] = s;
+      }
+    }
+    assertClose(await model.readModuleWeight(path), want, 1e-6, "merged weight");
+    deepStrictEqual(await model.readModuleWeight(other), o0);
+    await rejects(
+      async () => model.mergeResidual("roberta.encoder.layer.0.attention.self.key", left, right, q),
+      /not an adapted module/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

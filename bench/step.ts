@@ -1,0 +1,290 @@
+/**
+ * `deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N]
+ * [--targets query,value] [--rank R]`: wall time of one RoBERTa forward pass (evaluation) and of one training
+ * step (forward with dropout, loss, backward, AdamW) on the WebGPU device, with tokens/s, achieved GFLOP/s,
+ * submits and dispatches per step, and peak memory (process RSS against the bytes the model must hold).
+ *
+ * The model is a random checkpoint of the preset's shapes, written once to `runs/models/<preset>-seed0-labels2`
+ * (by `makeModel`) when that folder has no `model.safetensors` yet. Each measurement runs one warm-up (which
+ * compiles the pipelines and allocates the activation plan) and then `--steps` timed repetitions; the median
+ * is printed. Times include the final readback (logits or per-example losses), which is what a caller waits for.
+ *
+ * ## FLOP count (multiply-adds count 2; element-wise work — LayerNorm, softmax, GELU, dropout, adds — ignored)
+ * With M = B·T tokens, hidden H, intermediate I, N layers, labels C, LoRA rank r and, per adapted target,
+ * its `nn.Linear` size nIn → nOut:
+ * - forward, per layer: Q, K, V and attention-output projections 4·2·M·H², feed-forward 2·2·M·H·I,
+ *   attention scores Q·Kᵀ and context P·V 2·2·B·T²·H (over all heads: h·d = H), and per target the LoRA branch
+ *   t = x·Aᵀ (2·M·nIn·r) and t·Bᵀ (2·M·r·nOut); the head on the B first tokens 2·B·H² + 2·B·H·C.
+ * - backward: the frozen weights get no gradient, so every frozen linear costs only its dX product (the same
+ *   size as its forward product) and nothing for dW — which makes the backward about 1× the forward, not the
+ *   usual 2×. Per layer: dX through the feed-forward 2·2·M·H·I, through the attention output 2·M·H², through
+ *   Q, K, V 3·2·M·H² (skipped in layer 0: nothing trainable below it); attention dP = dC·Vᵀ, dV = Pᵀ·dC,
+ *   dQ = dS·K, dK = dSᵀ·Q: 4·2·B·T²·H (twice the forward's two products); per target dB = dyᵀ·t (2·M·nOut·r),
+ *   dt = dy·B (2·M·nOut·r), dA = dtᵀ·x (2·M·r·nIn) and dx += dt·A (2·M·r·nIn; not for Q/K/V of layer 0).
+ *   Head: dW and dX of both linears 2·(2·B·H² + 2·B·H·C). AdamW (~10 flops per trainable value) is ignored.
+ *
+ * @example
+ * ```sh
+ * deno task bench step --preset tiny --batch 8 --seq 64
+ * deno task bench step --preset base --batch 8 --seq 128 --steps 2
+ * ```
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { KeyedRandom, Purpose } from "../kernels/rng.ts";
+import { checkLoraTarget, type LoraTarget, moduleShape } from "../model/names.ts";
+import { PRESET_NAMES, type PresetName } from "../model/presets.ts";
+import { RobertaModel } from "../model/roberta.ts";
+import { makeModel } from "../tasks/make_model.ts";
+
+/** Shape of one benchmarked step, as needed by {@link stepFlops}. */
+export interface StepShape {
+  /** Batch size B. */
+  batch: number;
+  /** Sequence length T. */
+  seqLen: number;
+  /** Hidden size H. */
+  hiddenSize: number;
+  /** Intermediate size I. */
+  intermediateSize: number;
+  /** Encoder layers N. */
+  numLayers: number;
+  /** Classifier outputs C. */
+  numLabels: number;
+  /** LoRA rank r. */
+  r: number;
+  /** Adapted modules of every layer. */
+  targets: readonly LoraTarget[];
+}
+
+/**
+ * Analytic FLOPs of one forward pass and of one backward pass (see the module documentation for the terms).
+ *
+ * @example
+ * ```ts
+ * const { forward, backward } = stepFlops({ batch: 8, seqLen: 128, hiddenSize: 768, intermediateSize: 3072,
+ *   numLayers: 12, numLabels: 2, r: 8, targets: ["query", "value"] });
+ * ```
+ */
+export function stepFlops(s: StepShape): { forward: number; backward: number } {
+  const B = s.batch, T = s.seqLen, H = s.hiddenSize, I = s.intermediateSize, C = s.numLabels, r = s.r;
+  const M = B * T;
+  const attn = 2 * B * T * T * H; // one of the T×T products over all heads
+  let loraFwd = 0, loraBwd = 0, loraBwdLayer0 = 0;
+  for (const t of s.targets) {
+    const { nIn, nOut } = moduleShape(s, t);
+    loraFwd += 2 * M * r * (nIn + nOut);
+    loraBwd += 2 * M * r * (2 * nOut + 2 * nIn);
+    const qkv = t === "query" || t === "key" || t === "value";
+    loraBwdLayer0 += 2 * M * r * (2 * nOut + (qkv ? 1 : 2) * nIn);
+  }
+  const head = 2 * B * H * H + 2 * B * H * C;
+  const fwdLayer = 8 * M * H * H + 4 * M * H * I + 2 * attn + loraFwd;
+  const forward = s.numLayers * fwdLayer + head;
+  const bwdLayerCommon = 4 * M * H * I + 2 * M * H * H + 4 * attn;
+  const backward = s.numLayers * bwdLayerCommon + Math.max(0, s.numLayers - 1) * (6 * M * H * H + loraBwd) +
+    (s.numLayers > 0 ? loraBwdLayer0 : 0) + 2 * head;
+  return { forward, backward };
+}
+
+/** Median of a non-empty list. */
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+const MiB = 1024 * 1024;
+const mib = (b: number) => `${(b / MiB).toFixed(1)} MiB`;
+
+/** Parsed command line of {@link run}. */
+interface StepArgs {
+  model: string | null;
+  preset: PresetName;
+  batch: number;
+  seq: number;
+  steps: number;
+  targets: LoraTarget[];
+  rank: number;
+}
+
+function parseStepArgs(args: string[]): StepArgs {
+  const { values } = parseArgs({
+    args,
+    options: {
+      preset: { type: "string", default: "base" },
+      model: { type: "string" },
+      batch: { type: "string", default: "8" },
+      seq: { type: "string", default: "128" },
+      steps: { type: "string", default: "3" },
+      targets: { type: "string", default: "query,value" },
+      rank: { type: "string", default: "8" },
+    },
+  });
+  if (!(PRESET_NAMES as readonly string[]).includes(values.preset)) {
+    throw new Error(`bench step: --preset must be one of ${PRESET_NAMES.join(", ")}, got "${values.preset}"`);
+  }
+  const posInt = (name: "batch" | "seq" | "steps" | "rank"): number => {
+    const v = Number(values[name]);
+    if (!Number.isInteger(v) || v < 1) {
+      throw new Error(`bench step: --${name} must be a positive integer, got "${values[name]}"`);
+    }
+    return v;
+  };
+  const targets = values.targets.split(",").map((t) => t.trim()).filter((t) => t !== "").map(checkLoraTarget);
+  if (targets.length === 0) throw new Error("bench step: --targets must name at least one module");
+  return {
+    model: values.model ?? null,
+    preset: values.preset as PresetName,
+    batch: posInt("batch"),
+    seq: posInt("seq"),
+    steps: posInt("steps"),
+    targets,
+    rank: posInt("rank"),
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** One timed measurement: median seconds and per-step submit/dispatch counts. */
+interface Measured {
+  seconds: number;
+  submits: number;
+  dispatches: number;
+}
+
+/**
+ * Runs the benchmark (see the module documentation) and prints one line per measurement.
+ *
+ * @example
+ * ```ts
+ * await run(["--preset", "tiny", "--batch", "8", "--seq", "64"]);
+ * ```
+ */
+export async function run(args: string[]): Promise<void> {
+  const a = parseStepArgs(args);
+  let dir = a.model;
+  if (dir === null) {
+    dir = `runs/models/${a.preset}-seed0-labels2`;
+    if (!(await exists(`${dir}/model.safetensors`))) {
+      console.log(`bench step: writing the random ${a.preset} model to ${dir} (once)…`);
+      const t0 = performance.now();
+      await makeModel({ preset: a.preset, out: dir, seed: 0, labels: 2 });
+      console.log(`bench step: model written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  }
+
+  let peakRss = Deno.memoryUsage().rss;
+  const sample = () => {
+    peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
+  };
+  const sampler = setInterval(sample, 20);
+  try {
+    const tLoad = performance.now();
+    const model = await RobertaModel.load(dir, {
+      numLabels: 2,
+      lora: { r: a.rank, alpha: 2 * a.rank, targets: a.targets },
+      seed: 0,
+    });
+    const loadS = (performance.now() - tLoad) / 1000;
+    sample();
+    const cfg = model.config;
+    const B = a.batch, T = a.seq;
+
+    const rnd = new KeyedRandom([0, Purpose.data, 0x57e9]);
+    const inputIds = new Int32Array(B * T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) inputIds[b * T + t] = t === 0 ? 0 : 3 + rnd.int(cfg.vocabSize - 3);
+    }
+    const labels = Array.from({ length: B }, () => rnd.int(2));
+    const input = { inputIds, batch: B, seqLen: T };
+
+    const flops = stepFlops({
+      batch: B,
+      seqLen: T,
+      hiddenSize: cfg.hiddenSize,
+      intermediateSize: cfg.intermediateSize,
+      numLayers: cfg.numLayers,
+      numLabels: 2,
+      r: a.rank,
+      targets: model.lora.targets,
+    });
+
+    console.log(
+      `bench step: ${dir} (H ${cfg.hiddenSize}, I ${cfg.intermediateSize}, ${cfg.numLayers} layers, ${cfg.numHeads} heads), ` +
+        `batch ${B} × seq ${T}, LoRA r ${a.rank} on ${
+          model.lora.targets.join(",")
+        }, ${a.steps} timed steps after 1 warm-up; ` +
+        `loaded in ${loadS.toFixed(1)} s on ${model.gpu.isCpu ? "a CPU adapter" : "a GPU adapter"}`,
+    );
+
+    const rec = model.recorder;
+    const measure = async (body: (i: number) => Promise<unknown>): Promise<Measured> => {
+      await body(0); // warm-up: compiles pipelines, allocates the activation plan
+      sample();
+      const times: number[] = [], submits: number[] = [], dispatches: number[] = [];
+      for (let i = 1; i <= a.steps; i++) {
+        const s0 = rec.submitCount, d0 = rec.dispatchCount;
+        const t0 = performance.now();
+        await body(i);
+        times.push((performance.now() - t0) / 1000);
+        submits.push(rec.submitCount - s0);
+        dispatches.push(rec.dispatchCount - d0);
+        sample();
+      }
+      return { seconds: median(times), submits: median(submits), dispatches: median(dispatches) };
+    };
+
+    const line = (what: string, m: Measured, f: number) =>
+      console.log(
+        `${what.padEnd(10)} median ${(m.seconds * 1000).toFixed(1).padStart(9)} ms  ${
+          (B * T / m.seconds).toFixed(0).padStart(8)
+        } tokens/s  ${(f / 1e9).toPrecision(3).padStart(8)} GFLOP  ${
+          (f / m.seconds / 1e9).toPrecision(3).padStart(8)
+        } GFLOP/s  ${String(m.submits).padStart(3)} submits  ${String(m.dispatches).padStart(5)} dispatches`,
+      );
+
+    const fwd = await measure(async () => {
+      const logits = await model.forward(input);
+      if (!logits.every(Number.isFinite)) throw new Error("bench step: forward produced non-finite logits");
+    });
+    line("forward", fwd, flops.forward);
+
+    let lastLoss = NaN;
+    const step = await measure(async (i) => {
+      lastLoss = await model.trainStep({ ...input, labels }, { lr: 1e-4, step: i + 1 });
+      if (!Number.isFinite(lastLoss)) {
+        throw new Error(`bench step: training step ${i + 1} gave loss ${lastLoss}`);
+      }
+    });
+    line("train step", step, flops.forward + flops.backward);
+    console.log(
+      `flops      forward ${(flops.forward / 1e9).toPrecision(3)} GFLOP, backward ${
+        (flops.backward / 1e9).toPrecision(3)
+      } GFLOP (backward/forward ${
+        (flops.backward / flops.forward).toFixed(2)
+      }; frozen weights get no dW); last loss ${lastLoss.toFixed(4)}`,
+    );
+
+    sample();
+    const weights = model.base.bytes, acts = model.activationBytes, adapter = model.adapterBytes;
+    const held = weights + acts + adapter;
+    console.log(
+      `memory     peak RSS ${mib(peakRss)}; model holds ${mib(held)} = weights ${
+        mib(weights)
+      } + activations ${mib(acts)} + adapter/grads/optimizer ${mib(adapter)}; RSS / held ${
+        (peakRss / held).toFixed(2)
+      }`,
+    );
+  } finally {
+    clearInterval(sampler);
+  }
+}
