@@ -31,6 +31,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import type { DispatchObserver } from "../kernels/recorder.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 import { checkLoraTarget, type LoraTarget, moduleShape } from "../model/names.ts";
 import { PRESET_NAMES, type PresetName } from "../model/presets.ts";
@@ -159,6 +160,8 @@ interface Measured {
   seconds: number;
   submits: number;
   dispatches: number;
+  /** Sum of the `flops` the kernels reported for the warm-up run (includes element-wise work). */
+  kernelFlops: number;
 }
 
 /**
@@ -228,7 +231,23 @@ export async function run(args: string[]): Promise<void> {
 
     const rec = model.recorder;
     const measure = async (body: (i: number) => Promise<unknown>): Promise<Measured> => {
-      await body(0); // warm-up: compiles pipelines, allocates the activation plan
+      // warm-up: compiles pipelines, allocates the activation plan; an observer sums the kernels' own flops
+      let kernelFlops = 0;
+      const counter: DispatchObserver = {
+        onDispatch: (d) => {
+          kernelFlops += d.flops ?? 0;
+          return undefined;
+        },
+        beforeFinish: () => {},
+        afterSubmit: () => {},
+      };
+      const before = rec.observer;
+      rec.observer = counter;
+      try {
+        await body(0);
+      } finally {
+        rec.observer = before;
+      }
       sample();
       const times: number[] = [], submits: number[] = [], dispatches: number[] = [];
       for (let i = 1; i <= a.steps; i++) {
@@ -240,7 +259,12 @@ export async function run(args: string[]): Promise<void> {
         dispatches.push(rec.dispatchCount - d0);
         sample();
       }
-      return { seconds: median(times), submits: median(submits), dispatches: median(dispatches) };
+      return {
+        seconds: median(times),
+        submits: median(submits),
+        dispatches: median(dispatches),
+        kernelFlops,
+      };
     };
 
     const line = (what: string, m: Measured, f: number) =>
@@ -249,7 +273,9 @@ export async function run(args: string[]): Promise<void> {
           (B * T / m.seconds).toFixed(0).padStart(8)
         } tokens/s  ${(f / 1e9).toPrecision(3).padStart(8)} GFLOP  ${
           (f / m.seconds / 1e9).toPrecision(3).padStart(8)
-        } GFLOP/s  ${String(m.submits).padStart(3)} submits  ${String(m.dispatches).padStart(5)} dispatches`,
+        } GFLOP/s  ${String(m.submits).padStart(3)} submits  ${
+          String(m.dispatches).padStart(5)
+        } dispatches  (kernels report ${(m.kernelFlops / 1e9).toPrecision(3)} GFLOP)`,
       );
 
     const fwd = await measure(async () => {

@@ -665,6 +665,36 @@ export class RobertaModel {
     }
   }
 
+  /**
+   * Backward of `out = LayerNorm(res + dropout(branch))`: writes d(res) into `plan.dS` and returns d(branch)
+   * (`plan.dS` itself when there is no dropout, else `plan.dProj`).
+   */
+  #lnResidualBackward(
+    plan: ActivationPlan,
+    dy: GPUBuffer,
+    s: GPUBuffer,
+    gamma: GPUBuffer,
+    mean: GPUBuffer,
+    rstd: GPUBuffer,
+    rows: number,
+    drop: boolean,
+    stream: number,
+    layer: number,
+    site: number,
+  ): GPUBuffer {
+    const H = this.config.hiddenSize;
+    layerNormBackward(this.#rec, { dy, x: s, gamma, mean, rstd, dx: plan.dS, rows, cols: H });
+    if (!drop) return plan.dS;
+    dropoutBackward(this.#rec, {
+      dy: plan.dS,
+      dx: plan.dProj,
+      n: rows * H,
+      p: this.rates.hidden,
+      key: this.#key(stream, layer, site),
+    });
+    return plan.dProj;
+  }
+
   #encodeBackward(
     plan: ActivationPlan,
     B: number,
@@ -714,27 +744,19 @@ export class RobertaModel {
     for (let l = Lh - 1; l >= 0; l--) {
       const A = plan.layers[l], W = w.layers[l], x = plan.hidden[l], dOut = plan.dH[cur];
       // out = LN2(s2), s2 = a + drop(f)
-      layerNormBackward(rec, {
-        dy: dOut,
-        x: A.s2,
-        gamma: W.ln2Weight,
-        mean: A.mean2,
-        rstd: A.rstd2,
-        dx: plan.dS,
-        rows: M,
-        cols: H,
-      });
-      let df = plan.dS;
-      if (hiddenDrop) {
-        dropoutBackward(rec, {
-          dy: plan.dS,
-          dx: plan.dProj,
-          n: M * H,
-          p: this.rates.hidden,
-          key: this.#key(stream, l, SITE.ffnOut),
-        });
-        df = plan.dProj;
-      }
+      const df = this.#lnResidualBackward(
+        plan,
+        dOut,
+        A.s2,
+        W.ln2Weight,
+        A.mean2,
+        A.rstd2,
+        M,
+        hiddenDrop,
+        stream,
+        l,
+        SITE.ffnOut,
+      );
       gemm(rec, { a: df, b: W.out, c: plan.dG, m: M, n: I, k: H });
       this.#loraBwd(plan, l, "output.dense", df, A.g, plan.dG, M, train, stream);
       geluBackward(rec, { x: A.u, dy: plan.dG, dx: plan.dU, n: M * I });
@@ -742,27 +764,19 @@ export class RobertaModel {
       this.#loraBwd(plan, l, "intermediate.dense", plan.dU, A.a, plan.dA, M, train, stream);
       addInPlace(rec, { x: plan.dS, y: plan.dA, n: M * H });
       // a = LN1(s1), s1 = x + drop(o)
-      layerNormBackward(rec, {
-        dy: plan.dA,
-        x: A.s1,
-        gamma: W.ln1Weight,
-        mean: A.mean1,
-        rstd: A.rstd1,
-        dx: plan.dS,
-        rows: M,
-        cols: H,
-      });
-      let dO = plan.dS;
-      if (hiddenDrop) {
-        dropoutBackward(rec, {
-          dy: plan.dS,
-          dx: plan.dProj,
-          n: M * H,
-          p: this.rates.hidden,
-          key: this.#key(stream, l, SITE.attnOut),
-        });
-        dO = plan.dProj;
-      }
+      const dO = this.#lnResidualBackward(
+        plan,
+        plan.dA,
+        A.s1,
+        W.ln1Weight,
+        A.mean1,
+        A.rstd1,
+        M,
+        hiddenDrop,
+        stream,
+        l,
+        SITE.attnOut,
+      );
       gemm(rec, { a: dO, b: W.attnOut, c: plan.dCtx, m: M, n: H, k: H });
       this.#loraBwd(plan, l, "attention.output.dense", dO, A.ctx, plan.dCtx, M, train, stream);
       // attention

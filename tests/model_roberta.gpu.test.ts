@@ -360,3 +360,59 @@ Deno.test("model: mergeResidual adds left·right to the frozen weight (FedEx-LoR
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** `<s> A </s></s> B </s>` pairs padded to a common length, as the tokenizer lays them out. */
+function pairBatch(lengths: [number, number][], seqLen: number): Int32Array {
+  const r = new KeyedRandom([21, Purpose.test, 3]);
+  const ids = new Int32Array(lengths.length * seqLen).fill(CFG.padTokenId);
+  lengths.forEach(([a, b], row) => {
+    const seq = [0, ...Array.from({ length: a }, () => 3 + r.int(CFG.vocabSize - 3)), 2, 2];
+    seq.push(...Array.from({ length: b }, () => 3 + r.int(CFG.vocabSize - 3)), 2);
+    ids.set(seq, row * seqLen);
+  });
+  return ids;
+}
+
+Deno.test("model: sentence pairs in training mode with dropout rates 0 match the reference; finite differences on the GPU", async () => {
+  const { dir, base } = await tinyModel(3);
+  try {
+    const lora: LoraSettings = { r: 2, alpha: 4, targets: ["query", "value", "output.dense"] };
+    const model = await RobertaModel.load(dir, { numLabels: 2, lora, seed: 2, dropout: NO_DROPOUT });
+    const adapter = randomAdapter(model, 6);
+    model.setAdapter(adapter);
+    const seqLen = 11, inputIds = pairBatch([[3, 4], [2, 2], [4, 2]], seqLen);
+    const input = { inputIds, batch: 3, seqLen, labels: [1, 0, 1] };
+    const ref = refLossAndGrads({ cfg: CFG, numLabels: 2, lora: model.lora, base, adapter }, input);
+    const got = await model.lossAndGrads(input, { train: true });
+    ok(Math.abs(got.loss - ref.loss) <= 2e-5, `loss ${got.loss} vs ${ref.loss}`);
+    for (const [name, g] of ref.grads) {
+      assertClose(got.grads.get(name)!, g, 1e-4, `train-mode gradient ${name}`);
+    }
+    // central differences of the fp32 GPU loss on a few entries of different tensors (h = 1e-2: fp32 loss
+    // differences then carry ~1e-5 relative noise; the curvature error is O(h²))
+    const picks: [string, number][] = [
+      ["base_model.model.roberta.encoder.layer.0.attention.self.query.lora_A.weight", 5],
+      ["base_model.model.roberta.encoder.layer.1.attention.self.value.lora_B.weight", 7],
+      ["base_model.model.roberta.encoder.layer.0.output.dense.lora_A.weight", 11],
+      ["base_model.model.classifier.dense.weight", 3],
+    ];
+    const h = 1e-2;
+    for (const [name, i] of picks) {
+      const lossAt = async (delta: number) => {
+        const t = adapter.get(name)!.slice();
+        t[i] += delta;
+        model.setAdapter(new Map([[name, t]]));
+        return (await model.lossAndGrads(input)).loss;
+      };
+      const fd = ((await lossAt(h)) - (await lossAt(-h))) / (2 * h);
+      model.setAdapter(new Map([[name, adapter.get(name)!]]));
+      const g = got.grads.get(name)![i];
+      ok(
+        Math.abs(fd - g) <= 0.02 * Math.abs(g) + 2e-4,
+        `${name}[${i}]: finite difference ${fd} vs gradient ${g}`,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
