@@ -7,7 +7,8 @@
  */
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
-import { gemm, gemmTileFor } from "../kernels/gemm.ts";
+import { gemm, gemmTileFor, TEXTURE_GEMM_MIN_WORK } from "../kernels/gemm.ts";
+import { TEXTURE_GEMM_TILE } from "../kernels/gemm_texture.ts";
 import { loraBackward, loraForward } from "../kernels/lora.ts";
 
 /** Shapes as [M, K, N] of y[M, N] = x[M, K] · W[N, K]ᵀ. */
@@ -18,6 +19,11 @@ const SHAPES: [number, number, number][] = [
   [2048, 1024, 8],
   [2048, 8, 1024],
 ];
+
+/** Which kernel family gemm's "auto" path takes for an unbatched m × n × k product (mirrors kernels/gemm.ts). */
+function autoPath(isCpu: boolean, m: number, n: number, k: number): string {
+  return isCpu && m > 16 && n > 16 && m * n * k >= TEXTURE_GEMM_MIN_WORK ? "texture" : "buffer";
+}
 
 /** Deterministic bench data (values do not matter for timing; no RNG needed). */
 function pattern(n: number, mod: number): Float32Array {
@@ -115,7 +121,8 @@ export async function run(args: string[]): Promise<void> {
   console.log(`adapter: ${gpu.describe()}`);
   console.log(
     `gemm tile: ${tile.wx}x${tile.wy} invocations, ${tile.tm}x${tile.tn ?? 4} outputs each (vec4 kernel; ` +
-      `${tile.tm}x4 in the scalar one); shapes are M×K×N of y = x·Wᵀ ` +
+      `${tile.tm}x4 in the scalar one); texture kernel ${TEXTURE_GEMM_TILE.wx}x${TEXTURE_GEMM_TILE.wy} ` +
+      `invocations, ${TEXTURE_GEMM_TILE.tm}x${TEXTURE_GEMM_TILE.tn} outputs each; shapes are M×K×N of y = x·Wᵀ ` +
       `(x [M,K], W [N,K], transB); median of ${reps} after a warm-up`,
   );
   const numpy = flag("--no-numpy") ? "numpy: skipped (--no-numpy)" : await numpyRates(reps);
@@ -125,14 +132,23 @@ export async function run(args: string[]): Promise<void> {
     const xh = pattern(m * k, 1000), wh = pattern(n * k, 997);
     const x = gpu.upload(xh, "x"), w = gpu.upload(wh, "W"), y = gpu.buffer(m * n * 4, "y");
     const flops = 2 * m * n * k;
-    const sec = await timeGpu(
-      gpu.device,
-      rec,
-      reps,
-      () => gemm(rec, { a: x, b: w, c: y, m, n, k, transB: true }),
-    );
-    const rate = flops / sec / 1e9;
-    let line = `gemm ${m}×${k}×${n}: ${(sec * 1000).toFixed(1)} ms, ${rate.toFixed(2)} GFLOP/s`;
+    // Both kernel families in the same run (the machine's load changes between runs): buffer-fed, then "auto"
+    // (the texture-fed kernel where gemm takes it on this adapter).
+    const times: Record<string, number> = {};
+    for (const path of ["buffer", "auto"] as const) {
+      times[path] = await timeGpu(
+        gpu.device,
+        rec,
+        reps,
+        () => gemm(rec, { a: x, b: w, c: y, m, n, k, transB: true, path }),
+      );
+    }
+    const sec = times.auto, rate = flops / sec / 1e9;
+    let line = `gemm ${m}×${k}×${n}: buffer ${(times.buffer * 1000).toFixed(1)} ms, ${
+      (flops / times.buffer / 1e9).toFixed(2)
+    } GFLOP/s | auto (${autoPath(gpu.isCpu, m, n, k)}) ${(sec * 1000).toFixed(1)} ms, ${
+      rate.toFixed(2)
+    } GFLOP/s`;
     if (!flag("--no-ts")) {
       // A block of rows worth ~5e7 FLOP keeps the loop under a second; the full shape would take minutes.
       const rows = Math.min(m, Math.max(1, Math.round(5e7 / (2 * n * k))));
@@ -149,6 +165,35 @@ export async function run(args: string[]): Promise<void> {
     }
     console.log(line);
     for (const b of [x, w, y]) b.destroy();
+  }
+  // The two backward products of a 1024 -> 1024 projection: dX = dY·W (op(B) = B) and dW = dYᵀ·X (transA).
+  {
+    const m = 2048, nIn = 1024, nOut = 1024;
+    const dy = gpu.upload(pattern(m * nOut, 101), "dY"), w = gpu.upload(pattern(nOut * nIn, 997), "W");
+    const x = gpu.upload(pattern(m * nIn, 1000), "x");
+    const dx = gpu.buffer(m * nIn * 4, "dX"), dw = gpu.buffer(nOut * nIn * 4, "dW");
+    const cases = [
+      [
+        "dX = dY·W   2048×1024×1024",
+        (path: "buffer" | "auto") => gemm(rec, { a: dy, b: w, c: dx, m, n: nIn, k: nOut, path }),
+      ],
+      [
+        "dW = dYᵀ·X  1024×2048×1024",
+        (path: "buffer" | "auto") =>
+          gemm(rec, { a: dy, b: x, c: dw, m: nOut, n: nIn, k: m, transA: true, path }),
+      ],
+    ] as const;
+    for (const [name, call] of cases) {
+      const bSec = await timeGpu(gpu.device, rec, reps, () => call("buffer"));
+      const aSec = await timeGpu(gpu.device, rec, reps, () => call("auto"));
+      const flops = 2 * m * nIn * nOut;
+      console.log(
+        `${name}: buffer ${(bSec * 1000).toFixed(1)} ms, ${(flops / bSec / 1e9).toFixed(2)} GFLOP/s | auto ${
+          (aSec * 1000).toFixed(1)
+        } ms, ${(flops / aSec / 1e9).toFixed(2)} GFLOP/s`,
+      );
+    }
+    for (const b of [dy, w, x, dx, dw]) b.destroy();
   }
   // The masked LoRA branch of one adapted projection (roberta-large q/v: 1024 -> 1024, r = 8, lora_dropout 0.1).
   const m = 2048, nIn = 1024, nOut = 1024, r = 8;

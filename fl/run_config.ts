@@ -74,6 +74,8 @@ export interface RunConfig {
   plan: string | null;
   /** Output folder (null = `runs/<name>`). */
   out: string | null;
+  /** Profile the kernels of the first local steps (writes `<out>/profile/`). */
+  profile: boolean;
 }
 
 /** Defaults: the reference code's local-training settings, on a tiny random model and the committed SST-2 sample. */
@@ -111,6 +113,7 @@ export const DEFAULT_RUN: Readonly<RunConfig> = {
   trainEvalSize: 256,
   plan: null,
   out: null,
+  profile: false,
 };
 
 /** One-line help per field (for `--help`). */
@@ -149,6 +152,7 @@ export const RUN_HELP: Record<keyof RunConfig, string> = {
   trainEvalSize: "training examples on which the train metric is measured",
   plan: "resource plan JSON from `deno task optimize --out`",
   out: "output folder (default runs/<name>)",
+  profile: "profile the kernels of the first 3 local steps into <out>/profile (GPU timestamps)",
 };
 
 const TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"];

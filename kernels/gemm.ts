@@ -9,12 +9,16 @@
  *   (every RoBERTa projection and attention product): operands read as `vec4`, a tm × tn block of C per
  *   invocation. On llvmpipe a buffer load costs about ten vec4 FMAs, so FMAs per load set the speed.
  * - {@link gemmWgsl}, the general fallback (any transposes, strides and alignment), scalar loads, tm × 4 block.
+ * - on CPU adapters, unbatched products with m·n·k >= 2^20 (m, n > 16) go to the texture-fed kernel of
+ *   `kernels/gemm_texture.ts` (operands packed into rgba32float textures, whose loads llvmpipe vectorises;
+ *   7–13× the buffer-fed kernels on the RoBERTa projection shapes). `GemmArgs.path` forces either family.
  * Tile sizes are chosen per adapter class (`gpu.isCpu`) and, on CPU adapters, narrower for n <= 16; they are
  * part of the pipeline key, so each variant compiles once. `bench/NOTES.md` has the measurements.
  * @module
  */
 import type { Gpu } from "./device.ts";
 import type { Recorder } from "./recorder.ts";
+import { gemmTexture, textureGemmFits, type TextureGemmTile } from "./gemm_texture.ts";
 
 /** Arguments of {@link gemm}. All counts, strides and offsets are in elements (f32). */
 export interface GemmArgs {
@@ -65,7 +69,19 @@ export interface GemmArgs {
   strideC?: [number, number];
   /** Register blocking to use instead of the adapter's default ({@link gemmTileFor}); for tests and tuning. */
   tile?: GemmTile;
+  /**
+   * Kernel family: `"auto"` (default) takes the texture-fed kernel ({@link gemmTexture}) on CPU adapters for
+   * unbatched products with m·n·k >= {@link TEXTURE_GEMM_MIN_WORK} and m, n > 16 (and no explicit `tile`), the
+   * buffer-fed kernels otherwise; `"buffer"` and `"texture"` force one (for tests and benchmarks; `"texture"`
+   * throws for batched products or shapes beyond the adapter's texture size).
+   */
+  path?: "auto" | "buffer" | "texture";
+  /** Register blocking of the texture-fed kernel (default `TEXTURE_GEMM_TILE`); for tests and tuning. */
+  textureTile?: TextureGemmTile;
 }
+
+/** Smallest m·n·k for which {@link gemm} packs operands into textures on CPU adapters (path `"auto"`). */
+export const TEXTURE_GEMM_MIN_WORK = 2 ** 20;
 
 /** Register-blocking of one GEMM kernel variant. */
 export interface GemmTile {
@@ -337,6 +353,42 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
   checkBuffer(gpu, "c", args.c, last(offC, sC) + (m - 1) * ldc + n);
   if (args.bias) checkBuffer(gpu, "bias", args.bias, n);
 
+  const path = args.path ?? "auto";
+  if (path !== "auto" && path !== "buffer" && path !== "texture") {
+    throw new Error(`gemm: path must be "auto", "buffer" or "texture", got ${JSON.stringify(path)}`);
+  }
+  const textureOk = outer * inner === 1 && textureGemmFits(gpu, m, n, k);
+  if (path === "texture" && !textureOk) {
+    throw new Error(
+      `gemm: path "texture" needs an unbatched product with 1 <= k and ceil(k/4), m, n <= ` +
+        `${gpu.limits.maxTextureDimension2D} (got ${m}x${n}x${k}, batch [${outer}, ${inner}])`,
+    );
+  }
+  if (
+    path === "texture" ||
+    (path === "auto" && textureOk && gpu.isCpu && !args.tile && m > 16 && n > 16 &&
+      m * n * k >= TEXTURE_GEMM_MIN_WORK)
+  ) {
+    gemmTexture(rec, {
+      a: transA
+        ? { buf: args.a, rows: m, off: offA, rs: 1, ps: lda }
+        : { buf: args.a, rows: m, off: offA, rs: lda, ps: 1 },
+      b: transB
+        ? { buf: args.b, rows: n, off: offB, rs: ldb, ps: 1 }
+        : { buf: args.b, rows: n, off: offB, rs: 1, ps: ldb },
+      c: args.c,
+      bias: args.bias,
+      m,
+      n,
+      k,
+      ldc,
+      offC,
+      alpha,
+      accumulate: !!args.accumulate,
+      tile: args.textureTile,
+    });
+    return;
+  }
   const tile = args.tile ?? gemmTileFor(gpu, n);
   const tn0 = tile.tn ?? TN;
   if (![tile.wx, tile.wy, tile.tm, tn0].every((v) => Number.isInteger(v) && v >= 1) || tn0 % 4 !== 0) {

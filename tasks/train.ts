@@ -11,7 +11,7 @@ import { type Experiment, runSweep } from "./sweep.ts";
 
 const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 const FIELDS = Object.keys(DEFAULT_RUN) as (keyof RunConfig)[];
-const BOOL = new Set<keyof RunConfig>(["rslora"]);
+const BOOL = new Set<keyof RunConfig>(["rslora", "profile"]);
 
 function usage(): string {
   const lines = [

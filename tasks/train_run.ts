@@ -14,6 +14,7 @@ import {
   type RoundResult,
   runRounds,
 } from "../fl/federation.ts";
+import { profileFirstSteps } from "./profile.ts";
 import { lineChartSvg } from "../fl/plots.ts";
 import type { RunConfig } from "../fl/run_config.ts";
 import { readMetrics, RunLog, summarizeRun } from "../fl/run_log.ts";
@@ -210,6 +211,7 @@ export async function trainRun(
         } adapted modules, ${model.gpu.describe()}`,
     );
   }
+  if (cfg.profile) profileFirstSteps(model, 3, `${runDir}/profile`, (t) => console.error(t));
   const results = await runRounds(fed, global, startRound, residualRanks);
   if (!opts.quiet) printRounds(results, main);
 

@@ -10,12 +10,19 @@ import { ok, strictEqual, throws } from "node:assert/strict";
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
 import { gemm, type GemmArgs, type GemmTile, GPU_GEMM_TILE } from "../kernels/gemm.ts";
+import type { TextureGemmTile } from "../kernels/gemm_texture.ts";
 import { gemmRef, type GemmRefArgs } from "../kernels/reference/gemm.ts";
 import { assertClose, poison, randomF32 } from "./util.ts";
 
 const TOL = 1e-5;
 
-type Case = GemmRefArgs & { bias?: boolean; slack?: number; tile?: GemmTile };
+type Case = GemmRefArgs & {
+  bias?: boolean;
+  slack?: number;
+  tile?: GemmTile;
+  path?: GemmArgs["path"];
+  textureTile?: TextureGemmTile;
+};
 
 /** Elements one operand spans for all batch elements (plus slack). */
 function extent(rows: number, cols: number, ld: number, off: number, c: Case, s?: [number, number]): number {
@@ -217,6 +224,37 @@ Deno.test("gemm: the GPU adapters' tile (and a small odd one) give the same resu
   await runCase({ m: 37, n: 70, k: 13, transA: true, tile: odd, bias: true, accumulate: true }, ++seed);
 });
 
+Deno.test("gemm: texture-fed path (CPU adapters' large products), forced on ragged shapes", async () => {
+  // Every transpose combination, with m, n and k not multiples of 4 nor of the 128×64 tile, strides, offsets.
+  let seed = 600;
+  for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
+    for (const [m, n, k] of [[1, 1, 1], [7, 5, 3], [130, 67, 33], [65, 129, 130]]) {
+      await runCase({ m, n, k, transA, transB, path: "texture" }, seed += 10);
+    }
+    await runCase({
+      m: 37,
+      n: 70,
+      k: 13,
+      transA,
+      transB,
+      lda: transA ? 41 : 15,
+      ldb: transB ? 17 : 73,
+      ldc: 75,
+      offA: 3,
+      offB: 5,
+      offC: 2,
+      alpha: -0.6,
+      bias: true,
+      accumulate: true,
+      path: "texture",
+    }, ++seed);
+  }
+  // An odd tile, and the texture caches reused (and grown) between products of different sizes.
+  const odd = { wx: 4, wy: 2, tm: 3, tn: 8 };
+  await runCase({ m: 37, n: 70, k: 21, transB: true, bias: true, path: "texture", textureTile: odd }, ++seed);
+  await runCase({ m: 300, n: 20, k: 9, transA: true, path: "texture" }, ++seed);
+});
+
 Deno.test("gemm: bad arguments give clear errors", async () => {
   const gpu = await getGpu();
   const rec = new Recorder(gpu);
@@ -233,6 +271,14 @@ Deno.test("gemm: bad arguments give clear errors", async () => {
   throws(
     () => gemm(rec, { a, b, c, m: 3, n: 3, k: 4, tile: { wx: 8, wy: 8, tm: 2, tn: 6 } }),
     /tn a multiple of 4/,
+  );
+  throws(
+    () => gemm(rec, { a, b, c, m: 3, n: 3, k: 0, path: "texture" }),
+    /path "texture" needs an unbatched product/,
+  );
+  throws(
+    () => gemm(rec, { a, b, c, m: 1, n: 1, k: 4, batch: [2, 1], strideC: [1, 0], path: "texture" }),
+    /path "texture" needs an unbatched product/,
   );
   strictEqual(rec.dispatchCount, 0);
   for (const x of [a, b, c]) x.destroy();

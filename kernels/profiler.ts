@@ -1,0 +1,313 @@
+/**
+ * Kernel profiler: a {@link DispatchObserver} that brackets every dispatch's compute pass with
+ * `timestamp-query` writes, resolves them at the end of each command buffer and reads them back after
+ * the step. With no profiler attached the recorder adds no queries and no readbacks.
+ *
+ * @example
+ * ```ts
+ * const prof = new KernelProfiler(rec.gpu);
+ * rec.observer = prof;
+ * await model.trainStep(input, { lr: 1e-4, step: 1 });
+ * rec.observer = null;
+ * const events = await prof.collect(); // one TimedDispatch per dispatch, in order
+ * ```
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+import type { Dispatch, DispatchObserver } from "./recorder.ts";
+
+/** Queries per query set (WebGPU caps a set at 4096); two per dispatch. */
+const QUERIES_PER_SET = 4096;
+
+/** One profiled dispatch. */
+export interface TimedDispatch {
+  /** Kernel name. */
+  label: string;
+  /** Shape string ("" when the launcher gave none). */
+  shape: string;
+  /** Workgroups dispatched. */
+  groups: [number, number, number];
+  /** FLOPs counted by the launcher (0 when none). */
+  flops: number;
+  /** Minimum bytes moved, counted by the launcher (0 when none). */
+  bytes: number;
+  /** Start, in nanoseconds of the GPU clock (only differences are meaningful). */
+  startNs: number;
+  /** Duration in nanoseconds. */
+  durationNs: number;
+}
+
+interface Pending {
+  d: Dispatch;
+  set: GPUQuerySet;
+  index: number;
+}
+
+interface Readback {
+  buffer: GPUBuffer;
+  resolve: GPUBuffer;
+  items: Pending[];
+}
+
+/** True when the device was created with `timestamp-query`. */
+export function hasTimestamps(gpu: Gpu): boolean {
+  return gpu.features.has("timestamp-query");
+}
+
+/** Observer that times each dispatch with timestamp queries (see the module documentation). */
+export class KernelProfiler implements DispatchObserver {
+  readonly gpu: Gpu;
+  #free: GPUQuerySet[] = [];
+  #current: { set: GPUQuerySet; used: number }[] = [];
+  #items: Pending[] = [];
+  #readbacks: Readback[] = [];
+  #done: TimedDispatch[] = [];
+  /** Query sets created so far (for tests). */
+  querySetsCreated = 0;
+
+  /** Throws a clear error when the device lacks `timestamp-query`. */
+  constructor(gpu: Gpu) {
+    if (!hasTimestamps(gpu)) {
+      throw new Error(
+        "KernelProfiler: this device has no 'timestamp-query' feature; GPU times cannot be measured",
+      );
+    }
+    this.gpu = gpu;
+  }
+
+  #slot(): { set: GPUQuerySet; index: number } {
+    let cur = this.#current[this.#current.length - 1];
+    if (!cur || cur.used + 2 > QUERIES_PER_SET) {
+      let set = this.#free.pop();
+      if (!set) {
+        set = this.gpu.device.createQuerySet({ type: "timestamp", count: QUERIES_PER_SET });
+        this.querySetsCreated++;
+      }
+      cur = { set, used: 0 };
+      this.#current.push(cur);
+    }
+    const index = cur.used;
+    cur.used += 2;
+    return { set: cur.set, index };
+  }
+
+  /** Gives the pass begin/end timestamp writes. */
+  onDispatch(d: Dispatch, _encoder: GPUCommandEncoder): GPUComputePassTimestampWrites {
+    const { set, index } = this.#slot();
+    this.#items.push({ d, set, index });
+    return { querySet: set, beginningOfPassWriteIndex: index, endOfPassWriteIndex: index + 1 };
+  }
+
+  /** Resolves the queries of this command buffer into a mappable buffer. */
+  beforeFinish(encoder: GPUCommandEncoder): void {
+    if (this.#items.length === 0) return;
+    // resolveQuerySet needs 256-byte aligned destination offsets: each set starts on a multiple of 32 queries.
+    const align = (q: number) => Math.ceil(q / 32) * 32;
+    const total = this.#current.reduce((s, c) => s + align(c.used), 0);
+    const dev = this.gpu.device;
+    const resolve = dev.createBuffer({
+      size: total * 8,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      label: "profiler resolve",
+    });
+    const readback = dev.createBuffer({
+      size: total * 8,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      label: "profiler readback",
+    });
+    let offset = 0;
+    const base = new Map<GPUQuerySet, number>();
+    for (const c of this.#current) {
+      encoder.resolveQuerySet(c.set, 0, c.used, resolve, offset * 8);
+      base.set(c.set, offset);
+      offset += align(c.used);
+    }
+    encoder.copyBufferToBuffer(resolve, 0, readback, 0, total * 8);
+    const items = this.#items.map((p) => ({ ...p, index: base.get(p.set)! + p.index }));
+    this.#readbacks.push({ buffer: readback, resolve, items });
+    this.#free.push(...this.#current.map((c) => c.set));
+    this.#current = [];
+    this.#items = [];
+  }
+
+  /** Nothing to do: readback happens in {@link collect}. */
+  afterSubmit(): void {}
+
+  /** Waits for the submitted work, reads every timestamp back and returns the dispatches in order. */
+  async collect(): Promise<TimedDispatch[]> {
+    const pending = this.#readbacks;
+    this.#readbacks = [];
+    for (const rb of pending) {
+      await rb.buffer.mapAsync(GPUMapMode.READ);
+      const ts = new BigUint64Array(rb.buffer.getMappedRange().slice(0));
+      rb.buffer.unmap();
+      rb.buffer.destroy();
+      rb.resolve.destroy();
+      for (const it of rb.items) {
+        const t0 = ts[it.index], t1 = ts[it.index + 1];
+        const [x, y = 1, z = 1] = it.d.groups;
+        this.#done.push({
+          label: it.d.label,
+          shape: it.d.shape ?? "",
+          groups: [x, y, z],
+          flops: it.d.flops ?? 0,
+          bytes: it.d.bytes ?? 0,
+          startNs: Number(t0),
+          durationNs: t1 >= t0 ? Number(t1 - t0) : 0,
+        });
+      }
+    }
+    const out = this.#done;
+    this.#done = [];
+    return out;
+  }
+}
+
+/** Per-(kernel, shape) summary row. */
+export interface KernelSummary {
+  label: string;
+  shape: string;
+  calls: number;
+  totalMs: number;
+  medianMs: number;
+  /** Fraction of the summed time of all dispatches. */
+  share: number;
+  flops: number;
+  bytes: number;
+  gflops: number;
+  gbps: number;
+  /** gflops / peak GFLOP/s (NaN without a peak). */
+  flopFraction: number;
+  /** gbps / peak GB/s (NaN without a peak). */
+  bwFraction: number;
+}
+
+/** Device ceilings measured in the same run. */
+export interface Ceilings {
+  gflops: number;
+  gbps: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Groups dispatches by kernel and shape, sorted by total time (largest first).
+ *
+ * @example
+ * ```ts
+ * const rows = summarize(await prof.collect(), { gflops: 50, gbps: 10 });
+ * ```
+ */
+export function summarize(events: TimedDispatch[], peak?: Ceilings): KernelSummary[] {
+  const groups = new Map<string, TimedDispatch[]>();
+  for (const e of events) {
+    const k = `${e.label}\u0000${e.shape}`;
+    let g = groups.get(k);
+    if (!g) groups.set(k, g = []);
+    g.push(e);
+  }
+  const all = events.reduce((s, e) => s + e.durationNs, 0);
+  const rows: KernelSummary[] = [];
+  for (const g of groups.values()) {
+    const ns = g.reduce((s, e) => s + e.durationNs, 0);
+    const flops = g.reduce((s, e) => s + e.flops, 0);
+    const bytes = g.reduce((s, e) => s + e.bytes, 0);
+    const gflops = ns > 0 ? flops / ns : 0;
+    const gbps = ns > 0 ? bytes / ns : 0;
+    rows.push({
+      label: g[0].label,
+      shape: g[0].shape,
+      calls: g.length,
+      totalMs: ns / 1e6,
+      medianMs: median(g.map((e) => e.durationNs)) / 1e6,
+      share: all > 0 ? ns / all : 0,
+      flops,
+      bytes,
+      gflops,
+      gbps,
+      flopFraction: peak ? gflops / peak.gflops : NaN,
+      bwFraction: peak ? gbps / peak.gbps : NaN,
+    });
+  }
+  return rows.sort((a, b) => b.totalMs - a.totalMs);
+}
+
+const CSV_HEAD =
+  "kernel,shape,calls,total_ms,median_ms,share,flops,bytes,gflops,gbps,flop_fraction,bw_fraction";
+
+/** The summary as CSV text (header line first). */
+export function summaryCsv(rows: KernelSummary[]): string {
+  const q = (s: string) => /[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+  const lines = rows.map((r) =>
+    [
+      q(r.label),
+      q(r.shape),
+      r.calls,
+      r.totalMs,
+      r.medianMs,
+      r.share,
+      r.flops,
+      r.bytes,
+      r.gflops,
+      r.gbps,
+      r.flopFraction,
+      r.bwFraction,
+    ].join(",")
+  );
+  return [CSV_HEAD, ...lines].join("\n") + "\n";
+}
+
+/**
+ * Chrome trace-event JSON (one complete "X" event per dispatch, microseconds from the first start).
+ * Opens in Perfetto or chrome://tracing.
+ */
+export function chromeTrace(events: TimedDispatch[]): { traceEvents: Record<string, unknown>[] } {
+  const t0 = events.length ? Math.min(...events.map((e) => e.startNs)) : 0;
+  return {
+    traceEvents: events.map((e) => ({
+      name: e.label,
+      cat: "kernel",
+      ph: "X",
+      ts: (e.startNs - t0) / 1e3,
+      dur: e.durationNs / 1e3,
+      pid: 1,
+      tid: 1,
+      args: { shape: e.shape, groups: e.groups.join("x"), flops: e.flops, bytes: e.bytes },
+    })),
+  };
+}
+
+/** The summary as a fixed-width text table. */
+export function summaryTable(rows: KernelSummary[]): string {
+  const head = [
+    "kernel",
+    "shape",
+    "calls",
+    "total ms",
+    "median ms",
+    "share",
+    "GFLOP/s",
+    "GB/s",
+    "%peakF",
+    "%peakB",
+  ];
+  const body = rows.map((r) => [
+    r.label,
+    r.shape,
+    String(r.calls),
+    r.totalMs.toFixed(3),
+    r.medianMs.toFixed(3),
+    (100 * r.share).toFixed(1) + "%",
+    r.gflops.toFixed(2),
+    r.gbps.toFixed(2),
+    Number.isNaN(r.flopFraction) ? "-" : (100 * r.flopFraction).toFixed(1),
+    Number.isNaN(r.bwFraction) ? "-" : (100 * r.bwFraction).toFixed(1),
+  ]);
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => i < 2 ? c.padEnd(w[i]) : c.padStart(w[i])).join("  ");
+  return [fmt(head), ...body.map(fmt)].join("\n");
+}
