@@ -3,7 +3,7 @@
  * logits and every adapter gradient, several batch sizes and lengths, padding, nonzero B, FedLoDrop masks,
  * classification and regression; F16/BF16 checkpoints; loader errors.
  */
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { RobertaModel } from "../model/roberta.ts";
 import { type EncoderConfigLike, randomBase, refForward, refLossAndGrads } from "../model/reference.ts";
 import type { LoraSettings } from "../model/names.ts";
@@ -352,8 +352,8 @@ Deno.test("model: mergeResidual adds left·right to the frozen weight (FedEx-LoR
     }
     assertClose(await model.readModuleWeight(path), want, 1e-6, "merged weight");
     deepStrictEqual(await model.readModuleWeight(other), o0);
-    await rejects(
-      async () => model.mergeResidual("roberta.encoder.layer.0.attention.self.key", left, right, q),
+    throws(
+      () => model.mergeResidual("roberta.encoder.layer.0.attention.self.key", left, right, q),
       /not an adapted module/,
     );
   } finally {

@@ -33,7 +33,7 @@ async function runGroup(name: string, group: string[], flags: string[]): Promise
   }
   const status = await child.status;
   const summary = /^(ok|FAILED) \| (\d+) passed[^|]*\| (\d+) failed/m.exec(
-    out.replace(/\x1b\[[0-9;]*m/g, ""),
+    out.replace(new RegExp(String.fromCharCode(27) + "\\[[0-9;]*m", "g"), ""),
   );
   if (!summary) {
     console.error(`tests: the ${name} test process ended (code ${status.code}) without a summary line`);
