@@ -14,6 +14,7 @@ import { type EncoderConfigLike, randomBase } from "../model/reference.ts";
 import { RobertaModel } from "../model/roberta.ts";
 import { readSafetensors, SafetensorsFile, writeSafetensors } from "../model/safetensors.ts";
 import { assertClose } from "./util.ts";
+import { hfConfig } from "./model_fixture.ts";
 
 const CFG: EncoderConfigLike = {
   hiddenSize: 12,
@@ -36,29 +37,7 @@ async function tinyModelDir(seed: number): Promise<string> {
     tensors.set(name, { shape, data: Float32Array.from(base.get(name)!) });
   }
   await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
-  const c = CFG;
-  await Deno.writeTextFile(
-    `${dir}/config.json`,
-    JSON.stringify({
-      architectures: ["RobertaForSequenceClassification"],
-      model_type: "roberta",
-      vocab_size: c.vocabSize,
-      hidden_size: c.hiddenSize,
-      num_hidden_layers: c.numLayers,
-      num_attention_heads: c.numHeads,
-      intermediate_size: c.intermediateSize,
-      max_position_embeddings: c.maxPositionEmbeddings,
-      type_vocab_size: c.typeVocabSize,
-      layer_norm_eps: c.layerNormEps,
-      hidden_dropout_prob: 0.1,
-      attention_probs_dropout_prob: 0.1,
-      pad_token_id: c.padTokenId,
-      bos_token_id: 0,
-      eos_token_id: 2,
-      hidden_act: "gelu",
-      initializer_range: 0.02,
-    }),
-  );
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(hfConfig(CFG)));
   return dir;
 }
 

@@ -10,6 +10,7 @@ import type { LoraSettings } from "../model/names.ts";
 import { writeSafetensors } from "../model/safetensors.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 import { assertClose } from "./util.ts";
+import { hfConfig } from "./model_fixture.ts";
 
 const CFG: EncoderConfigLike = {
   hiddenSize: 16,
@@ -22,29 +23,6 @@ const CFG: EncoderConfigLike = {
   maxPositionEmbeddings: 40,
   typeVocabSize: 1,
 };
-
-function hfConfig(c: EncoderConfigLike, extra: Record<string, unknown> = {}) {
-  return {
-    architectures: ["RobertaForSequenceClassification"],
-    model_type: "roberta",
-    vocab_size: c.vocabSize,
-    hidden_size: c.hiddenSize,
-    num_hidden_layers: c.numLayers,
-    num_attention_heads: c.numHeads,
-    intermediate_size: c.intermediateSize,
-    max_position_embeddings: c.maxPositionEmbeddings,
-    type_vocab_size: c.typeVocabSize,
-    layer_norm_eps: c.layerNormEps,
-    hidden_dropout_prob: 0.1,
-    attention_probs_dropout_prob: 0.1,
-    pad_token_id: c.padTokenId,
-    bos_token_id: 0,
-    eos_token_id: 2,
-    hidden_act: "gelu",
-    initializer_range: 0.02,
-    ...extra,
-  };
-}
 
 /** Writes a tiny random model folder; returns it and the base weights (float64 copies of what was written). */
 async function tinyModel(
