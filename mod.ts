@@ -39,6 +39,7 @@ export {
 export { adapterConfig, peftTargetModules, saveAdapter } from "./model/adapter_export.ts";
 export { type EncoderConfig, parseConfig, readConfig } from "./model/config.ts";
 export { loadTokenizer, type Tokenizer } from "./model/tokenizer.ts";
+export { loadWordPieceTokenizer, WordPieceTokenizer } from "./model/wordpiece.ts";
 export {
   readSafetensors,
   SafetensorsFile,
@@ -46,12 +47,15 @@ export {
   writeSafetensorsStreaming,
 } from "./model/safetensors.ts";
 export {
+  BERT_HEAD_NAMES,
   HEAD_NAMES,
+  headLayout,
   LORA_TARGETS,
   loraNames,
   loraScale,
   type LoraSettings,
   type LoraTarget,
+  type ModelFamily,
   modulePath,
   moduleShape,
 } from "./model/names.ts";
@@ -71,10 +75,21 @@ export { DEFAULT_DATA_DIR, type GlueExample, readGlueSplit } from "./tasks/glue.
 export { GLUE_TASK_NAMES, GLUE_TASKS, glueTask, type GlueTaskSpec } from "./tasks/registry.ts";
 export { accuracy, f1Score, glueMetrics, matthewsCorrelation, pearson, spearman } from "./tasks/metrics.ts";
 export { trainRun } from "./tasks/train_run.ts";
+export { fetchModel, verifyModelDir } from "./tasks/fetch_model.ts";
+export {
+  createProfiler,
+  type DispatchProfiler,
+  KernelProfiler,
+  type StepProfiler,
+  summarize,
+  type TimingMode,
+} from "./kernels/profiler.ts";
+export { SerialProfiler } from "./kernels/profiler_serial.ts";
+export { profileFirstSteps } from "./tasks/profile.ts";
 
 /**
- * Loads a Hugging Face RoBERTa folder (config.json + model.safetensors) as a sequence classifier with LoRA on
- * the WebGPU device. `forward`, `lossAndGrads`, `getAdapter`/`setAdapter` and `saveAdapter` use peft's names.
+ * Loads a Hugging Face RoBERTa or BERT folder (config.json + model.safetensors; the family from `model_type`) as
+ * a sequence classifier with LoRA on the WebGPU device. `forward`, `lossAndGrads`, `getAdapter`/`setAdapter` and `saveAdapter` use peft's names.
  *
  * @example
  * ```ts

@@ -15,6 +15,7 @@ import { trainLocal } from "./local_training.ts";
 import { drawMasks, type Masks, maskStats, type ModuleSpec } from "./masks.ts";
 import { gammasForRound, type RunConfig } from "./run_config.ts";
 import type { RunLog } from "./run_log.ts";
+import type { StepProfiler } from "../kernels/profiler.ts";
 import { applyReturnedEntries, downlinkBytes, resetDropped, uplinkBytes } from "./upload.ts";
 
 /** Simulated cost of a device's round from a resource plan. */
@@ -43,6 +44,8 @@ export interface Federation {
   plan?: { gamma: number[]; cost: DeviceCost[] };
   /** Progress lines (stderr by default). */
   progress?: (line: string) => void;
+  /** Kernel profiler passed to every device's local training (it picks the steps it profiles). */
+  profiler?: StepProfiler;
 }
 
 /** One round's summary, as logged. */
@@ -119,6 +122,7 @@ export async function runRounds(
         weightDecay: cfg.weightDecay,
         masks: subadapter ? masks : undefined,
         freezeA: aggregator.freezesA,
+        profiler: f.profiler,
         onStep: (s, total, loss) => {
           if (s === total || s % 10 === 0) {
             const done = (performance.now() - started) / 1000;

@@ -7,6 +7,7 @@
 import { hashKey, KeyedRandom, Purpose } from "../kernels/rng.ts";
 import type { ModuleMasks, RobertaModel } from "../model/roberta.ts";
 import { type EncodedExample, makeBatch } from "../model/batch.ts";
+import type { StepProfiler } from "../kernels/profiler.ts";
 
 /** Settings of one device's round. */
 export interface LocalTrainingOptions {
@@ -24,6 +25,11 @@ export interface LocalTrainingOptions {
   freezeA?: boolean;
   /** Called after every step (progress reporting). */
   onStep?: (step: number, total: number, loss: number) => void;
+  /**
+   * Kernel profiler hook: called around every step on the model's recorder (it decides which steps to
+   * profile, e.g. `profileFirstSteps` in tasks/profile.ts profiles the first N).
+   */
+  profiler?: StepProfiler;
 }
 
 /** Learning-rate factor of 0-based step `s` of `total` with `warmup` warm-up steps (HF linear schedule). */
@@ -58,13 +64,27 @@ export async function trainLocal(
     new KeyedRandom([o.seed, Purpose.data, o.round, o.device, epoch]).shuffle(order);
     for (let start = 0; start < order.length; start += o.batch) {
       const batch = makeBatch(data, order.slice(start, start + o.batch), padId);
-      const loss = await model.trainStep(batch, {
+      const options = {
         lr: o.lr * linearScheduleFactor(step, total, warmup),
         step: step + 1,
         weightDecay: o.weightDecay,
         freezeA: o.freezeA,
         dropoutStream: hashKey(o.round, o.device, step),
-      });
+      };
+      let loss: number;
+      if (o.profiler) {
+        const rec = model.recorder;
+        o.profiler.beforeStep(rec);
+        try {
+          loss = await model.trainStep(batch, options);
+        } catch (e) {
+          await o.profiler.afterStep(rec, true);
+          throw e;
+        }
+        await o.profiler.afterStep(rec);
+      } else {
+        loss = await model.trainStep(batch, options);
+      }
       if (!Number.isFinite(loss)) {
         throw new Error(`device ${o.device}, round ${o.round}, step ${step}: training loss is ${loss}`);
       }

@@ -152,7 +152,8 @@ export const RUN_HELP: Record<keyof RunConfig, string> = {
   trainEvalSize: "training examples on which the train metric is measured",
   plan: "resource plan JSON from `deno task optimize --out`",
   out: "output folder (default runs/<name>)",
-  profile: "profile the kernels of the first 3 local steps into <out>/profile (GPU timestamps)",
+  profile:
+    "profile the kernels of the first 3 local steps into <out>/profile (GPU timestamps; serialized wall-clock where the adapter has no timestamp-query)",
 };
 
 const TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"];

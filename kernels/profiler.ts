@@ -1,7 +1,9 @@
 /**
  * Kernel profiler: a {@link DispatchObserver} that brackets every dispatch's compute pass with
  * `timestamp-query` writes, resolves them at the end of each command buffer and reads them back after
- * the step. With no profiler attached the recorder adds no queries and no readbacks.
+ * the step. With no profiler attached the recorder adds no queries and no readbacks. Adapters without
+ * `timestamp-query` use the serialized wall-clock fallback of `profiler_serial.ts`
+ * ({@link createProfiler} picks one); every output (table, CSV, trace) names which timing produced it.
  *
  * @example
  * ```ts
@@ -14,10 +16,23 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import type { Dispatch, DispatchObserver } from "./recorder.ts";
+import type { Dispatch, DispatchObserver, Recorder } from "./recorder.ts";
+import { SerialProfiler, type SerialProfilerOptions } from "./profiler_serial.ts";
 
 /** Queries per query set (WebGPU caps a set at 4096); two per dispatch. */
 const QUERIES_PER_SET = 4096;
+
+/**
+ * Where a dispatch's time comes from: `"timestamps"` (GPU `timestamp-query` around its compute pass) or
+ * `"serial"` (wall clock around its own submit and wait, replayed one dispatch at a time).
+ */
+export type TimingMode = "timestamps" | "serial";
+
+/** Human-readable name of each timing mode, written into every table, CSV and trace. */
+export const TIMING_LABELS: Readonly<Record<TimingMode, string>> = {
+  timestamps: "GPU timestamp-query",
+  serial: "serialized wall-clock (no timestamp-query)",
+};
 
 /** One profiled dispatch. */
 export interface TimedDispatch {
@@ -35,6 +50,18 @@ export interface TimedDispatch {
   startNs: number;
   /** Duration in nanoseconds. */
   durationNs: number;
+  /** How the time was measured. */
+  timing: TimingMode;
+}
+
+/** A dispatch observer that can report the time of every dispatch it saw. */
+export interface DispatchProfiler extends DispatchObserver {
+  /** How this profiler measures time. */
+  readonly mode: TimingMode;
+  /** Waits for the observed work and returns one {@link TimedDispatch} per dispatch, in recording order. */
+  collect(): Promise<TimedDispatch[]>;
+  /** Frees the profiler's own GPU resources. */
+  destroy?(): void;
 }
 
 interface Pending {
@@ -54,8 +81,50 @@ export function hasTimestamps(gpu: Gpu): boolean {
   return gpu.features.has("timestamp-query");
 }
 
+/**
+ * The timing mode `requested` resolves to on `gpu`: `"auto"` is `"timestamps"` when the device has
+ * `timestamp-query`, else `"serial"`; asking for `"timestamps"` without the feature throws.
+ */
+export function resolveTimingMode(gpu: Gpu, requested: TimingMode | "auto"): TimingMode {
+  if (requested === "auto") return hasTimestamps(gpu) ? "timestamps" : "serial";
+  if (requested === "timestamps" && !hasTimestamps(gpu)) {
+    throw new Error(
+      "profiler mode 'timestamps': this device has no 'timestamp-query' feature " +
+        "(use mode 'serial' or 'auto')",
+    );
+  }
+  if (requested !== "timestamps" && requested !== "serial") {
+    throw new Error(`profiler mode must be timestamps, serial or auto, got ${JSON.stringify(requested)}`);
+  }
+  return requested;
+}
+
+/**
+ * A profiler for `gpu` in the given mode (see {@link resolveTimingMode}).
+ *
+ * @example
+ * ```ts
+ * const prof = createProfiler(rec.gpu, "auto");
+ * rec.observer = prof;
+ * // ... record and submit a step ...
+ * rec.observer = null;
+ * const rows = summarize(await prof.collect());
+ * ```
+ */
+export function createProfiler(
+  gpu: Gpu,
+  mode: TimingMode | "auto",
+  serial: SerialProfilerOptions = {},
+): DispatchProfiler {
+  return resolveTimingMode(gpu, mode) === "timestamps"
+    ? new KernelProfiler(gpu)
+    : new SerialProfiler(gpu, serial);
+}
+
 /** Observer that times each dispatch with timestamp queries (see the module documentation). */
-export class KernelProfiler implements DispatchObserver {
+export class KernelProfiler implements DispatchProfiler {
+  /** Always `"timestamps"`. */
+  readonly mode = "timestamps" as const;
   readonly gpu: Gpu;
   #free: GPUQuerySet[] = [];
   #current: { set: GPUQuerySet; used: number }[] = [];
@@ -154,6 +223,7 @@ export class KernelProfiler implements DispatchObserver {
           bytes: it.d.bytes ?? 0,
           startNs: Number(t0),
           durationNs: t1 >= t0 ? Number(t1 - t0) : 0,
+          timing: "timestamps",
         });
       }
     }
@@ -161,10 +231,18 @@ export class KernelProfiler implements DispatchObserver {
     this.#done = [];
     return out;
   }
+
+  /** Destroys the idle query sets (call after {@link collect}; later dispatches create new ones). */
+  destroy(): void {
+    for (const set of this.#free) set.destroy();
+    this.#free = [];
+  }
 }
 
 /** Per-(kernel, shape) summary row. */
 export interface KernelSummary {
+  /** How the times were measured. */
+  timing: TimingMode;
   label: string;
   shape: string;
   calls: number;
@@ -203,6 +281,7 @@ function median(xs: number[]): number {
  * ```
  */
 export function summarize(events: TimedDispatch[], peak?: Ceilings): KernelSummary[] {
+  const timing = timingOf(events);
   const groups = new Map<string, TimedDispatch[]>();
   for (const e of events) {
     const k = `${e.label}\u0000${e.shape}`;
@@ -219,6 +298,7 @@ export function summarize(events: TimedDispatch[], peak?: Ceilings): KernelSumma
     const gflops = ns > 0 ? flops / ns : 0;
     const gbps = ns > 0 ? bytes / ns : 0;
     rows.push({
+      timing: timing!,
       label: g[0].label,
       shape: g[0].shape,
       calls: g.length,
@@ -236,10 +316,22 @@ export function summarize(events: TimedDispatch[], peak?: Ceilings): KernelSumma
   return rows.sort((a, b) => b.totalMs - a.totalMs);
 }
 
-const CSV_HEAD =
-  "kernel,shape,calls,total_ms,median_ms,share,flops,bytes,gflops,gbps,flop_fraction,bw_fraction";
+/**
+ * The one timing mode of `events` (undefined when empty); throws when events of both modes are mixed, since
+ * their times are not comparable.
+ */
+export function timingOf(events: readonly { timing: TimingMode }[]): TimingMode | undefined {
+  const modes = new Set(events.map((e) => e.timing));
+  if (modes.size > 1) {
+    throw new Error(`profiler: cannot combine timings ${[...modes].join(" and ")} in one summary or trace`);
+  }
+  return events[0]?.timing;
+}
 
-/** The summary as CSV text (header line first). */
+const CSV_HEAD =
+  "kernel,shape,calls,total_ms,median_ms,share,flops,bytes,gflops,gbps,flop_fraction,bw_fraction,timing";
+
+/** The summary as CSV text (header line first; the last column names the timing of each row). */
 export function summaryCsv(rows: KernelSummary[]): string {
   const q = (s: string) => /[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
   const lines = rows.map((r) =>
@@ -256,6 +348,7 @@ export function summaryCsv(rows: KernelSummary[]): string {
       r.gbps,
       r.flopFraction,
       r.bwFraction,
+      q(TIMING_LABELS[r.timing]),
     ].join(",")
   );
   return [CSV_HEAD, ...lines].join("\n") + "\n";
@@ -263,11 +356,18 @@ export function summaryCsv(rows: KernelSummary[]): string {
 
 /**
  * Chrome trace-event JSON (one complete "X" event per dispatch, microseconds from the first start).
- * Opens in Perfetto or chrome://tracing.
+ * Opens in Perfetto or chrome://tracing. The timing is named in `otherData.timing` and in every event's
+ * `args.timing`; `extra` is merged into `otherData`.
  */
-export function chromeTrace(events: TimedDispatch[]): { traceEvents: Record<string, unknown>[] } {
+export function chromeTrace(
+  events: TimedDispatch[],
+  extra: Record<string, unknown> = {},
+): { traceEvents: Record<string, unknown>[]; otherData: Record<string, unknown> } {
   const t0 = events.length ? Math.min(...events.map((e) => e.startNs)) : 0;
+  const mode = timingOf(events);
+  const timing = mode ? TIMING_LABELS[mode] : "none";
   return {
+    otherData: { timing, ...extra },
     traceEvents: events.map((e) => ({
       name: e.label,
       cat: "kernel",
@@ -276,12 +376,12 @@ export function chromeTrace(events: TimedDispatch[]): { traceEvents: Record<stri
       dur: e.durationNs / 1e3,
       pid: 1,
       tid: 1,
-      args: { shape: e.shape, groups: e.groups.join("x"), flops: e.flops, bytes: e.bytes },
+      args: { shape: e.shape, groups: e.groups.join("x"), flops: e.flops, bytes: e.bytes, timing },
     })),
   };
 }
 
-/** The summary as a fixed-width text table. */
+/** The summary as a fixed-width text table, under a line naming the timing. */
 export function summaryTable(rows: KernelSummary[]): string {
   const head = [
     "kernel",
@@ -309,5 +409,22 @@ export function summaryTable(rows: KernelSummary[]): string {
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const fmt = (cells: string[]) => cells.map((c, i) => i < 2 ? c.padEnd(w[i]) : c.padStart(w[i])).join("  ");
-  return [fmt(head), ...body.map(fmt)].join("\n");
+  const mode = timingOf(rows);
+  const title = `timing: ${mode ? TIMING_LABELS[mode] : "none (no dispatches)"}`;
+  return [title, fmt(head), ...body.map(fmt)].join("\n");
+}
+
+/**
+ * Profiles training steps on request of the step loop (`trainLocal`'s `profiler` option): the loop calls
+ * {@link StepProfiler.beforeStep} before recording a step and {@link StepProfiler.afterStep} once it is done.
+ * The implementation decides which steps it profiles (e.g. the first N) and what it writes.
+ */
+export interface StepProfiler {
+  /** Called before a step is recorded on `rec` (attach an observer here). */
+  beforeStep(rec: Recorder): void;
+  /**
+   * Called after the step, also when it threw (`failed` true: detach and discard). Must leave
+   * `rec.observer` as it found it before {@link beforeStep}.
+   */
+  afterStep(rec: Recorder, failed?: boolean): Promise<void>;
 }

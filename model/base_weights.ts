@@ -1,12 +1,13 @@
 /**
- * The frozen base weights of a RoBERTa encoder on the device, read tensor by tensor from a Hugging Face
- * `model.safetensors` (F32, F16 or BF16; names with or without the `roberta.` prefix, old `LayerNorm.gamma/beta`
- * spelling accepted). A missing or mis-shaped tensor is an error naming it with the expected and found shape.
+ * The frozen base weights of a RoBERTa or BERT encoder on the device, read tensor by tensor from a Hugging Face
+ * `model.safetensors` (F32, F16 or BF16; names with or without the `roberta.`/`bert.` prefix, old
+ * `LayerNorm.gamma/beta` spelling accepted). BERT's pooler is part of the frozen base. A missing or mis-shaped tensor is an error naming it with the expected and found shape.
  * @module
  */
 import type { Gpu } from "../kernels/device.ts";
 import { EmbeddingTable } from "../kernels/embedding.ts";
 import type { EncoderConfig } from "./config.ts";
+import { headLayout } from "./names.ts";
 import type { SafetensorsFile } from "./safetensors.ts";
 
 /** The frozen weights of one encoder layer ([out, in] row-major as nn.Linear stores them). */
@@ -37,15 +38,18 @@ export interface BaseWeights {
   embLnWeight: GPUBuffer;
   embLnBias: GPUBuffer;
   layers: LayerWeights[];
+  /** BERT's pooler (dense `[H, H]` + bias, followed by tanh); absent for RoBERTa. */
+  pooler?: { weight: GPUBuffer; bias: GPUBuffer };
   /** Bytes of device memory held. */
   bytes: number;
-  /** Head tensors found in the checkpoint (a fine-tuned classifier), keyed `classifier.dense.weight` etc. */
+  /** Head tensors found in the checkpoint (a fine-tuned classifier), keyed by their Hugging Face names
+   * (`classifier.dense.weight` etc. for RoBERTa, `classifier.weight`/`classifier.bias` for BERT). */
   head: Map<string, Float32Array>;
 }
 
-/** Canonical `roberta.`-prefixed name → the spellings a checkpoint may use for it. */
+/** Canonical `roberta.`/`bert.`-prefixed name → the spellings a checkpoint may use for it. */
 export function nameCandidates(canonical: string): string[] {
-  const bare = canonical.replace(/^roberta\./, "");
+  const bare = canonical.replace(/^(roberta|bert)\./, "");
   const out = [canonical, bare];
   if (/LayerNorm\.weight$/.test(canonical)) {
     out.push(canonical.replace(/weight$/, "gamma"), bare.replace(/weight$/, "gamma"));
@@ -96,7 +100,7 @@ export async function loadBaseWeights(
     bytes += data.byteLength;
     return EmbeddingTable.create(gpu, data, rows, H, name);
   };
-  const e = "roberta.embeddings.";
+  const f = cfg.modelType, e = `${f}.embeddings.`;
   const word = await table(`${e}word_embeddings.weight`, cfg.vocabSize);
   const position = await table(`${e}position_embeddings.weight`, cfg.maxPositionEmbeddings);
   const tokenType = await table(`${e}token_type_embeddings.weight`, cfg.typeVocabSize);
@@ -104,7 +108,7 @@ export async function loadBaseWeights(
   const embLnBias = await up(`${e}LayerNorm.bias`, [H]);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.numLayers; l++) {
-    const p = `roberta.encoder.layer.${l}.`;
+    const p = `${f}.encoder.layer.${l}.`;
     layers.push({
       query: await up(`${p}attention.self.query.weight`, [H, H]),
       queryBias: await up(`${p}attention.self.query.bias`, [H]),
@@ -124,23 +128,19 @@ export async function loadBaseWeights(
       ln2Bias: await up(`${p}output.LayerNorm.bias`, [H]),
     });
   }
+  const pooler = f === "bert"
+    ? { weight: await up("bert.pooler.dense.weight", [H, H]), bias: await up("bert.pooler.dense.bias", [H]) }
+    : undefined;
   const head = new Map<string, Float32Array>();
-  for (
-    const n of [
-      "classifier.dense.weight",
-      "classifier.dense.bias",
-      "classifier.out_proj.weight",
-      "classifier.out_proj.bias",
-    ]
-  ) {
-    if (file.tensors.has(n)) head.set(n, await file.readF32(n));
+  for (const t of headLayout(f, H, 1)) {
+    if (file.tensors.has(t.hfName)) head.set(t.hfName, await file.readF32(t.hfName));
   }
-  return { word, position, tokenType, embLnWeight, embLnBias, layers, bytes, head };
+  return { word, position, tokenType, embLnWeight, embLnBias, layers, pooler, bytes, head };
 }
 
 /** The frozen weight buffer an adapted module path refers to (for merging FedEx residuals). */
 export function moduleWeight(layers: LayerWeights[], path: string): GPUBuffer {
-  const m = /^roberta\.encoder\.layer\.(\d+)\.(.+)$/.exec(path);
+  const m = /^(?:roberta|bert)\.encoder\.layer\.(\d+)\.(.+)$/.exec(path);
   if (!m || !layers[+m[1]]) throw new Error(`unknown module path ${path}`);
   const L = layers[+m[1]];
   switch (m[2]) {

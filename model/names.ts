@@ -1,7 +1,8 @@
 /**
  * Canonical tensor names shared by the model, the federated code and the exporters: Hugging Face names for
- * the frozen RoBERTa weights (`roberta.` prefix), peft names for the trainable adapter (LoRA A/B of every
- * target module and the classification head), the LoRA scale, and the fixed order of the trainable tensors.
+ * the frozen encoder weights (`roberta.` or `bert.` prefix, by the config's `model_type`), peft names for the
+ * trainable adapter (LoRA A/B of every target module and the classification head), the LoRA scale, and the
+ * fixed order of the trainable tensors.
  *
  * @example
  * ```ts
@@ -24,8 +25,17 @@ export const LORA_TARGETS = [
 /** One legal LoRA target module (relative to an encoder layer). */
 export type LoraTarget = typeof LORA_TARGETS[number];
 
+/**
+ * The encoder families this project implements, by the config's `model_type`: RoBERTa (positions after the
+ * padding id, a trainable dense+tanh+out_proj head) and BERT (positions from 0, token types, a frozen pooler
+ * dense+tanh feeding a trainable linear classifier).
+ */
+export type ModelFamily = "roberta" | "bert";
+
 /** The shape fields of an encoder config that the names need. */
 export interface ShapeConfigLike {
+  /** Encoder family (default "roberta"). */
+  modelType?: ModelFamily;
   /** Hidden size H. */
   hiddenSize: number;
   /** Intermediate (feed-forward) size I. */
@@ -69,14 +79,15 @@ export function checkLoraTarget(target: string): LoraTarget {
 /**
  * Hugging Face module path of a LoRA target in layer `layer`, e.g.
  * `modulePath(3, "query")` → `"roberta.encoder.layer.3.attention.self.query"`,
- * `modulePath(3, "output.dense")` → `"roberta.encoder.layer.3.output.dense"`.
+ * `modulePath(3, "output.dense")` → `"roberta.encoder.layer.3.output.dense"`,
+ * `modulePath(3, "query", "bert")` → `"bert.encoder.layer.3.attention.self.query"`.
  */
-export function modulePath(layer: number, target: LoraTarget): string {
+export function modulePath(layer: number, target: LoraTarget, family: ModelFamily = "roberta"): string {
   if (!Number.isInteger(layer) || layer < 0) {
     throw new Error(`layer index must be an integer ≥ 0, got ${layer}`);
   }
   checkLoraTarget(target);
-  const prefix = `roberta.encoder.layer.${layer}`;
+  const prefix = `${family}.encoder.layer.${layer}`;
   if (target === "query" || target === "key" || target === "value") {
     return `${prefix}.attention.self.${target}`;
   }
@@ -97,13 +108,70 @@ export function loraNames(path: string): { a: string; b: string } {
   return { a: `base_model.model.${path}.lora_A.weight`, b: `base_model.model.${path}.lora_B.weight` };
 }
 
-/** peft names of the classification head (`modules_to_save = ["classifier"]`). */
+/** peft names of the RoBERTa classification head (`modules_to_save = ["classifier"]`). */
 export const HEAD_NAMES = {
   denseWeight: "base_model.model.classifier.dense.weight",
   denseBias: "base_model.model.classifier.dense.bias",
   outWeight: "base_model.model.classifier.out_proj.weight",
   outBias: "base_model.model.classifier.out_proj.bias",
 } as const;
+
+/** peft names of the BERT classifier (`modules_to_save = ["classifier"]`; the pooler stays frozen). */
+export const BERT_HEAD_NAMES = {
+  outWeight: "base_model.model.classifier.weight",
+  outBias: "base_model.model.classifier.bias",
+} as const;
+
+/** One trainable tensor of a classification head: its peft name, its name in a checkpoint, its shape. */
+export interface HeadTensorInfo {
+  /** Which part of the head: the dense layer before tanh (RoBERTa only) or the output projection. */
+  role: "denseWeight" | "denseBias" | "outWeight" | "outBias";
+  /** peft name (adapter files, aggregation). */
+  name: string;
+  /** Hugging Face name in a fine-tuned `…ForSequenceClassification` checkpoint. */
+  hfName: string;
+  /** Shape (row-major). */
+  shape: number[];
+}
+
+/**
+ * The trainable head tensors of a family: RoBERTa's dense `[H, H]`, dense bias, out_proj `[numLabels, H]` and its
+ * bias; BERT's classifier `[numLabels, H]` and bias (its pooler is part of the frozen base).
+ *
+ * @example
+ * ```ts
+ * headLayout("bert", 384, 2).map((t) => t.name); // ["base_model.model.classifier.weight", "…classifier.bias"]
+ * ```
+ */
+export function headLayout(family: ModelFamily, hidden: number, numLabels: number): HeadTensorInfo[] {
+  if (family === "bert") {
+    return [
+      {
+        role: "outWeight",
+        name: BERT_HEAD_NAMES.outWeight,
+        hfName: "classifier.weight",
+        shape: [numLabels, hidden],
+      },
+      { role: "outBias", name: BERT_HEAD_NAMES.outBias, hfName: "classifier.bias", shape: [numLabels] },
+    ];
+  }
+  return [
+    {
+      role: "denseWeight",
+      name: HEAD_NAMES.denseWeight,
+      hfName: "classifier.dense.weight",
+      shape: [hidden, hidden],
+    },
+    { role: "denseBias", name: HEAD_NAMES.denseBias, hfName: "classifier.dense.bias", shape: [hidden] },
+    {
+      role: "outWeight",
+      name: HEAD_NAMES.outWeight,
+      hfName: "classifier.out_proj.weight",
+      shape: [numLabels, hidden],
+    },
+    { role: "outBias", name: HEAD_NAMES.outBias, hfName: "classifier.out_proj.bias", shape: [numLabels] },
+  ];
+}
 
 /** The LoRA scale s: alpha / r, or alpha / √r with rsLoRA. */
 export function loraScale(l: LoraSettings): number {
@@ -126,8 +194,9 @@ export interface AdapterTensorInfo {
 
 /**
  * Every trainable tensor in a fixed order: layer by layer, the targets in {@link LORA_TARGETS} order (whatever
- * order `lora.targets` lists them in), A `[r, nIn]` then B `[nOut, r]`; then the head
- * (dense.weight `[H, H]`, dense.bias `[H]`, out_proj.weight `[numLabels, H]`, out_proj.bias `[numLabels]`).
+ * order `lora.targets` lists them in), A `[r, nIn]` then B `[nOut, r]`; then the head of the family
+ * ({@link headLayout}: for RoBERTa dense.weight `[H, H]`, dense.bias `[H]`, out_proj.weight `[numLabels, H]`,
+ * out_proj.bias `[numLabels]`; for BERT classifier.weight `[numLabels, H]`, classifier.bias `[numLabels]`).
  *
  * @example
  * ```ts
@@ -150,40 +219,40 @@ export function adapterLayout(
     if (seen.has(t)) throw new Error(`LoRA target "${t}" is listed twice`);
     seen.add(t);
   }
+  const family = cfg.modelType ?? "roberta";
   const out: AdapterTensorInfo[] = [];
   for (let layer = 0; layer < cfg.numLayers; layer++) {
     for (const target of LORA_TARGETS) {
       if (!seen.has(target)) continue;
-      const path = modulePath(layer, target);
+      const path = modulePath(layer, target, family);
       const { nOut, nIn } = moduleShape(cfg, target);
       const names = loraNames(path);
       out.push({ name: names.a, shape: [lora.r, nIn], module: path, kind: "lora_A" });
       out.push({ name: names.b, shape: [nOut, lora.r], module: path, kind: "lora_B" });
     }
   }
-  const h = cfg.hiddenSize;
-  out.push({ name: HEAD_NAMES.denseWeight, shape: [h, h], kind: "head" });
-  out.push({ name: HEAD_NAMES.denseBias, shape: [h], kind: "head" });
-  out.push({ name: HEAD_NAMES.outWeight, shape: [numLabels, h], kind: "head" });
-  out.push({ name: HEAD_NAMES.outBias, shape: [numLabels], kind: "head" });
+  for (const t of headLayout(family, cfg.hiddenSize, numLabels)) {
+    out.push({ name: t.name, shape: t.shape, kind: "head" });
+  }
   return out;
 }
 
 /**
  * Canonical names and shapes of the frozen base weights a sequence classifier uses (Hugging Face names with
- * the `roberta.` prefix, `nn.Linear` weights `[out, in]`), embeddings first, then layer by layer.
+ * the `roberta.` or `bert.` prefix, `nn.Linear` weights `[out, in]`), embeddings first, then layer by layer,
+ * then (BERT only) the pooler, which this project keeps frozen.
  */
 export function baseLayout(cfg: BaseConfigLike): { name: string; shape: number[] }[] {
-  const h = cfg.hiddenSize, i = cfg.intermediateSize;
+  const h = cfg.hiddenSize, i = cfg.intermediateSize, f = cfg.modelType ?? "roberta";
   const out: { name: string; shape: number[] }[] = [
-    { name: "roberta.embeddings.word_embeddings.weight", shape: [cfg.vocabSize, h] },
-    { name: "roberta.embeddings.position_embeddings.weight", shape: [cfg.maxPositionEmbeddings, h] },
-    { name: "roberta.embeddings.token_type_embeddings.weight", shape: [cfg.typeVocabSize, h] },
-    { name: "roberta.embeddings.LayerNorm.weight", shape: [h] },
-    { name: "roberta.embeddings.LayerNorm.bias", shape: [h] },
+    { name: `${f}.embeddings.word_embeddings.weight`, shape: [cfg.vocabSize, h] },
+    { name: `${f}.embeddings.position_embeddings.weight`, shape: [cfg.maxPositionEmbeddings, h] },
+    { name: `${f}.embeddings.token_type_embeddings.weight`, shape: [cfg.typeVocabSize, h] },
+    { name: `${f}.embeddings.LayerNorm.weight`, shape: [h] },
+    { name: `${f}.embeddings.LayerNorm.bias`, shape: [h] },
   ];
   for (let layer = 0; layer < cfg.numLayers; layer++) {
-    const p = `roberta.encoder.layer.${layer}`;
+    const p = `${f}.encoder.layer.${layer}`;
     for (const m of ["query", "key", "value"]) {
       out.push({ name: `${p}.attention.self.${m}.weight`, shape: [h, h] });
       out.push({ name: `${p}.attention.self.${m}.bias`, shape: [h] });
@@ -198,6 +267,10 @@ export function baseLayout(cfg: BaseConfigLike): { name: string; shape: number[]
     out.push({ name: `${p}.output.dense.bias`, shape: [h] });
     out.push({ name: `${p}.output.LayerNorm.weight`, shape: [h] });
     out.push({ name: `${p}.output.LayerNorm.bias`, shape: [h] });
+  }
+  if (f === "bert") {
+    out.push({ name: "bert.pooler.dense.weight", shape: [h, h] });
+    out.push({ name: "bert.pooler.dense.bias", shape: [h] });
   }
   return out;
 }

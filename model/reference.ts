@@ -1,18 +1,21 @@
 /**
- * Plain float64 TypeScript reference of Hugging Face `RobertaForSequenceClassification` with a peft LoRA
- * adapter and FedLoDrop row/column masks, in evaluation mode (no dropout of any kind). Forward and a
- * hand-written backward (gradients for the trainable adapter only: LoRA A/B of every target and the four
- * classification-head tensors). It is the independent oracle the GPU model is tested against, written for
+ * Plain float64 TypeScript reference of Hugging Face `RobertaForSequenceClassification` and
+ * `BertForSequenceClassification` with a peft LoRA adapter and FedLoDrop row/column masks, in evaluation mode
+ * (no dropout of any kind). Forward and a hand-written backward (gradients for the trainable adapter only: LoRA
+ * A/B of every target and the classification-head tensors: RoBERTa's four, BERT's two). It is the independent oracle the GPU model is tested against, written for
  * obviousness, not speed: explicit loops over Float64Array, tiny shapes only.
  *
  * Semantics (see ../shared/spec/roberta.md and fedlodrop.md):
- * - position ids: `pos = cumsum(id != pad) * (id != pad) + pad`;
- * - embeddings: word[id] + position[pos] + token_type[0] → LayerNorm (biased variance, eps from the config);
+ * - position ids: RoBERTa `pos = cumsum(id != pad) * (id != pad) + pad`; BERT `pos = t` (0, 1, …, padding
+ *   included, as `BertEmbeddings` does with its `position_ids` buffer);
+ * - embeddings: word[id] + position[pos] + token_type[type] → LayerNorm (biased variance, eps from the config),
+ *   with type 0 everywhere unless the input gives `typeIds` (BERT: 1 on the second segment);
  * - post-LN encoder layers; attention adds {@link ATTENTION_MASK_VALUE} (= HF's `finfo(float32).min`) to the
  *   scores of padding keys. With the max-subtracted softmax used here, exp(masked − max) underflows to exactly 0
  *   whenever a row has at least one real key, so any large negative constant (e.g. −1e9) gives the same
  *   probabilities; a row whose keys are all padding becomes uniform in both cases;
- * - exact erf GELU; head on the first token: dense → tanh → out_proj;
+ * - exact erf GELU; head on the first token: RoBERTa dense → tanh → out_proj (all trainable); BERT the frozen
+ *   pooler dense → tanh, then the trainable classifier;
  * - loss: mean cross-entropy for numLabels > 1, mean squared error for numLabels == 1;
  * - LoRA on a target with masks m_A `[nIn]`, m_B `[nOut]`:
  *   y_o = Σ_i W[o,i]·x_i + b_o + s·m_B[o]·Σ_j B[o,j]·Σ_i A[j,i]·m_A[i]·x_i (no 1/(1−γ) rescaling).
@@ -31,18 +34,22 @@ import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 import {
   adapterLayout,
   baseLayout,
+  BERT_HEAD_NAMES,
   HEAD_NAMES,
   LORA_TARGETS,
   loraNames,
   loraScale,
   type LoraSettings,
   type LoraTarget,
+  type ModelFamily,
   modulePath,
   moduleShape,
 } from "./names.ts";
 
 /** The encoder constants the reference reads (any object with these fields, e.g. model/config.ts's config). */
 export interface EncoderConfigLike {
+  /** Encoder family (default "roberta"). */
+  modelType?: ModelFamily;
   /** Hidden size H. */
   hiddenSize: number;
   /** Number of encoder layers L. */
@@ -102,6 +109,8 @@ export interface RefInput {
   batch: number;
   /** Tokens per sequence (including padding). */
   seqLen: number;
+  /** Token type (segment) ids, length batch·seqLen, each < typeVocabSize (default all 0). */
+  typeIds?: Int32Array;
 }
 
 /** A batch with labels: class indices (numLabels > 1) or real targets (numLabels == 1), length batch. */
@@ -206,6 +215,24 @@ export function positionIds(
   return pos;
 }
 
+/**
+ * BERT position ids: 0, 1, …, seqLen − 1 in every sequence (padding included). Throws when seqLen exceeds
+ * `max_position_embeddings`.
+ *
+ * @example
+ * ```ts
+ * bertPositionIds(2, 3, 512); // [0, 1, 2, 0, 1, 2]
+ * ```
+ */
+export function bertPositionIds(batch: number, seqLen: number, maxPositionEmbeddings: number): Int32Array {
+  if (seqLen > maxPositionEmbeddings) {
+    throw new Error(`seqLen ${seqLen} exceeds max_position_embeddings ${maxPositionEmbeddings}`);
+  }
+  const pos = new Int32Array(batch * seqLen);
+  for (let i = 0; i < pos.length; i++) pos[i] = i % seqLen;
+  return pos;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Resolved model: validated float64 tensors
 
@@ -254,6 +281,8 @@ interface Resolved {
   embLnG: Float64Array;
   embLnB: Float64Array;
   layers: LayerWeights[];
+  family: ModelFamily;
+  /** RoBERTa's head dense layer (trainable) or BERT's pooler (frozen). */
   headDenseW: Float64Array;
   headDenseB: Float64Array;
   headOutW: Float64Array;
@@ -265,7 +294,7 @@ interface Resolved {
 }
 
 function checkConfig(cfg: EncoderConfigLike): void {
-  const ints: (keyof EncoderConfigLike)[] = [
+  const ints: Exclude<keyof EncoderConfigLike, "modelType">[] = [
     "hiddenSize",
     "numLayers",
     "numHeads",
@@ -278,6 +307,9 @@ function checkConfig(cfg: EncoderConfigLike): void {
     if (!Number.isInteger(cfg[k]) || cfg[k] < 1) {
       throw new Error(`config.${k}: expected an integer ≥ 1, got ${cfg[k]}`);
     }
+  }
+  if (cfg.modelType !== undefined && cfg.modelType !== "roberta" && cfg.modelType !== "bert") {
+    throw new Error(`config.modelType: expected "roberta" or "bert", got ${cfg.modelType}`);
   }
   if (!Number.isInteger(cfg.padTokenId) || cfg.padTokenId < 0) {
     throw new Error(`config.padTokenId: expected an integer ≥ 0, got ${cfg.padTokenId}`);
@@ -326,12 +358,12 @@ function resolve(m: RefModel, masks?: RefMasks): Resolved {
   const s = loraScale(m.lora);
   const targets = new Set<LoraTarget>(m.lora.targets);
   const paths = new Set<string>();
-  const H = cfg.hiddenSize;
+  const H = cfg.hiddenSize, family = cfg.modelType ?? "roberta";
   const base = (name: string, shape: number[]) => tensor(m.base, "base", name, shape);
   const adapter = (name: string, shape: number[]) => tensor(m.adapter, "adapter", name, shape);
 
   const linear = (layer: number, target: LoraTarget): Linear => {
-    const path = modulePath(layer, target);
+    const path = modulePath(layer, target, family);
     const { nOut, nIn } = moduleShape(cfg, target);
     const lin: Linear = {
       name: path,
@@ -367,7 +399,7 @@ function resolve(m: RefModel, masks?: RefMasks): Resolved {
 
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.numLayers; l++) {
-    const p = `roberta.encoder.layer.${l}`;
+    const p = `${family}.encoder.layer.${l}`;
     layers.push({
       q: linear(l, "query"),
       k: linear(l, "key"),
@@ -386,20 +418,21 @@ function resolve(m: RefModel, masks?: RefMasks): Resolved {
       if (!paths.has(key)) throw new Error(`masks: "${key}" is not a LoRA module path of this model`);
     }
   }
-  const nl = m.numLabels;
+  const nl = m.numLabels, e = `${family}.embeddings`, bert = family === "bert";
   return {
     cfg,
     numLabels: nl,
-    word: base("roberta.embeddings.word_embeddings.weight", [cfg.vocabSize, H]),
-    pos: base("roberta.embeddings.position_embeddings.weight", [cfg.maxPositionEmbeddings, H]),
-    tokenType: base("roberta.embeddings.token_type_embeddings.weight", [cfg.typeVocabSize, H]),
-    embLnG: base("roberta.embeddings.LayerNorm.weight", [H]),
-    embLnB: base("roberta.embeddings.LayerNorm.bias", [H]),
+    word: base(`${e}.word_embeddings.weight`, [cfg.vocabSize, H]),
+    pos: base(`${e}.position_embeddings.weight`, [cfg.maxPositionEmbeddings, H]),
+    tokenType: base(`${e}.token_type_embeddings.weight`, [cfg.typeVocabSize, H]),
+    embLnG: base(`${e}.LayerNorm.weight`, [H]),
+    embLnB: base(`${e}.LayerNorm.bias`, [H]),
     layers,
-    headDenseW: adapter(HEAD_NAMES.denseWeight, [H, H]),
-    headDenseB: adapter(HEAD_NAMES.denseBias, [H]),
-    headOutW: adapter(HEAD_NAMES.outWeight, [nl, H]),
-    headOutB: adapter(HEAD_NAMES.outBias, [nl]),
+    family,
+    headDenseW: bert ? base("bert.pooler.dense.weight", [H, H]) : adapter(HEAD_NAMES.denseWeight, [H, H]),
+    headDenseB: bert ? base("bert.pooler.dense.bias", [H]) : adapter(HEAD_NAMES.denseBias, [H]),
+    headOutW: adapter(bert ? BERT_HEAD_NAMES.outWeight : HEAD_NAMES.outWeight, [nl, H]),
+    headOutB: adapter(bert ? BERT_HEAD_NAMES.outBias : HEAD_NAMES.outBias, [nl]),
     gHeadDenseW: new Float64Array(H * H),
     gHeadDenseB: new Float64Array(H),
     gHeadOutW: new Float64Array(nl * H),
@@ -708,6 +741,17 @@ function checkInput(cfg: EncoderConfigLike, input: RefInput): void {
   if (inputIds.length !== batch * seqLen) {
     throw new Error(`input.inputIds: expected batch·seqLen = ${batch * seqLen} ids, got ${inputIds.length}`);
   }
+  if (input.typeIds !== undefined) {
+    if (!(input.typeIds instanceof Int32Array) || input.typeIds.length !== batch * seqLen) {
+      throw new Error(`input.typeIds: expected an Int32Array of batch·seqLen = ${batch * seqLen} ids`);
+    }
+    for (let i = 0; i < input.typeIds.length; i++) {
+      const t = input.typeIds[i];
+      if (!(t >= 0 && t < cfg.typeVocabSize)) {
+        throw new Error(`input.typeIds[${i}] = ${t} is outside [0, type_vocab_size ${cfg.typeVocabSize})`);
+      }
+    }
+  }
   for (let i = 0; i < inputIds.length; i++) {
     if (inputIds[i] < 0 || inputIds[i] >= cfg.vocabSize) {
       throw new Error(
@@ -723,14 +767,17 @@ function forward(R: Resolved, input: RefInput): ForwardCache {
   const { batch: B, seqLen: T, inputIds } = input;
   const H = cfg.hiddenSize, I = cfg.intermediateSize, N = B * T, eps = cfg.layerNormEps;
   const sh: AttnShape = { batch: B, seqLen: T, hidden: H, heads: cfg.numHeads };
-  const pos = positionIds(inputIds, B, T, cfg.padTokenId, cfg.maxPositionEmbeddings);
+  const pos = R.family === "bert"
+    ? bertPositionIds(B, T, cfg.maxPositionEmbeddings)
+    : positionIds(inputIds, B, T, cfg.padTokenId, cfg.maxPositionEmbeddings);
+  const types = input.typeIds ?? new Int32Array(N);
   const keyIsPad = new Uint8Array(N);
   for (let i = 0; i < N; i++) keyIsPad[i] = inputIds[i] === cfg.padTokenId ? 1 : 0;
 
   const emb = new Float64Array(N * H);
   for (let n = 0; n < N; n++) {
     for (let c = 0; c < H; c++) {
-      emb[n * H + c] = R.word[inputIds[n] * H + c] + R.pos[pos[n] * H + c] + R.tokenType[c];
+      emb[n * H + c] = R.word[inputIds[n] * H + c] + R.pos[pos[n] * H + c] + R.tokenType[types[n] * H + c];
     }
   }
   let x = layerNormForward(emb, N, H, R.embLnG, R.embLnB, eps).y;
@@ -770,7 +817,7 @@ function forward(R: Resolved, input: RefInput): ForwardCache {
     hiddenStates.push(x);
   }
 
-  // Head on the first token: dense → tanh → out_proj.
+  // Head on the first token: dense → tanh → out_proj (BERT: pooler dense → tanh → classifier).
   const nl = R.numLabels;
   const cls = new Float64Array(B * H);
   for (let b = 0; b < B; b++) for (let c = 0; c < H; c++) cls[b * H + c] = x[b * T * H + c];
@@ -869,7 +916,7 @@ export function refLossAndGrads(m: RefModel, input: RefLabeledInput, masks?: Ref
     for (let o = 0; o < H; o++) {
       const zz = f.z[b * H + o];
       const dpre = dz[b * H + o] * (1 - zz * zz);
-      R.gHeadDenseB[o] += dpre;
+      R.gHeadDenseB[o] += dpre; // BERT: the frozen pooler's gradient, computed but not returned
       for (let c = 0; c < H; c++) {
         R.gHeadDenseW[o * H + c] += dpre * f.cls[b * H + c];
         dx[b * T * H + c] += dpre * R.headDenseW[o * H + c];
@@ -904,10 +951,15 @@ export function refLossAndGrads(m: RefModel, input: RefLabeledInput, masks?: Ref
       grads.set(lin.lora.nameB, lin.lora.gB);
     }
   }
-  grads.set(HEAD_NAMES.denseWeight, R.gHeadDenseW);
-  grads.set(HEAD_NAMES.denseBias, R.gHeadDenseB);
-  grads.set(HEAD_NAMES.outWeight, R.gHeadOutW);
-  grads.set(HEAD_NAMES.outBias, R.gHeadOutB);
+  if (R.family === "bert") {
+    grads.set(BERT_HEAD_NAMES.outWeight, R.gHeadOutW);
+    grads.set(BERT_HEAD_NAMES.outBias, R.gHeadOutB);
+  } else {
+    grads.set(HEAD_NAMES.denseWeight, R.gHeadDenseW);
+    grads.set(HEAD_NAMES.denseBias, R.gHeadDenseB);
+    grads.set(HEAD_NAMES.outWeight, R.gHeadOutW);
+    grads.set(HEAD_NAMES.outBias, R.gHeadOutB);
+  }
   return { loss, logits: f.logits, grads };
 }
 
@@ -964,7 +1016,7 @@ export function randomBase(cfg: EncoderConfigLike, seed: number): Map<string, Fl
       let x: number;
       if (t.name.endsWith("LayerNorm.weight")) x = 1 + 0.1 * sym();
       else if (t.name.endsWith("LayerNorm.bias") || t.name.endsWith(".bias")) x = 0.1 * sym();
-      else if (t.name.startsWith("roberta.embeddings.")) x = 0.5 * sym();
+      else if (/^(roberta|bert)\.embeddings\./.test(t.name)) x = 0.5 * sym();
       else x = (Math.sqrt(3) / Math.sqrt(t.shape[1])) * sym();
       v[i] = Math.fround(x);
     }
@@ -974,10 +1026,15 @@ export function randomBase(cfg: EncoderConfigLike, seed: number): Map<string, Fl
 }
 
 /** All LoRA module paths of a model with these settings, layer by layer in {@link LORA_TARGETS} order. */
-export function loraModulePaths(cfg: { numLayers: number }, lora: LoraSettings): string[] {
+export function loraModulePaths(
+  cfg: { numLayers: number; modelType?: ModelFamily },
+  lora: LoraSettings,
+): string[] {
   const out: string[] = [];
   for (let l = 0; l < cfg.numLayers; l++) {
-    for (const t of LORA_TARGETS) if (lora.targets.includes(t)) out.push(modulePath(l, t));
+    for (const t of LORA_TARGETS) {
+      if (lora.targets.includes(t)) out.push(modulePath(l, t, cfg.modelType ?? "roberta"));
+    }
   }
   return out;
 }

@@ -1,7 +1,10 @@
 /**
- * RobertaForSequenceClassification with peft LoRA and FedLoDrop masks, entirely on the WebGPU device:
- * embeddings, post-LN encoder layers, classification head, loss, a hand-written backward pass (gradients only
- * for LoRA A/B and the head) and AdamW. One training step is recorded into one command buffer and the only
+ * RobertaForSequenceClassification (and BertForSequenceClassification, chosen by the config's `model_type`)
+ * with peft LoRA and FedLoDrop masks, entirely on the WebGPU device: embeddings, post-LN encoder layers,
+ * classification head, loss, a hand-written backward pass (gradients only for LoRA A/B and the head) and AdamW.
+ * The two families differ only in the position ids (RoBERTa counts real tokens after the padding id, BERT
+ * counts from 0), the token types (BERT: 1 on the second segment) and the head (RoBERTa: dropout → dense →
+ * tanh → dropout → out_proj, all trainable; BERT: the frozen pooler dense → tanh → dropout → classifier). One training step is recorded into one command buffer and the only
  * readback is the per-example loss.
  * @module
  */
@@ -23,7 +26,7 @@ import { saveAdapter } from "./adapter_export.ts";
 import { type BaseWeights, loadBaseWeights, moduleWeight } from "./base_weights.ts";
 import { type EncoderConfig, readConfig } from "./config.ts";
 import {
-  HEAD_NAMES,
+  headLayout,
   LORA_TARGETS,
   loraNames,
   loraScale,
@@ -43,6 +46,8 @@ export interface ModelInput {
   inputIds: Int32Array;
   batch: number;
   seqLen: number;
+  /** Token type (segment) ids, same layout as inputIds (default all 0; BERT pairs use 1 on the second). */
+  typeIds?: Int32Array;
 }
 
 /** A batch with labels: class ids, or float targets when the model has one output (regression). */
@@ -112,6 +117,7 @@ interface AdaptedModule {
 }
 
 const SITE = { emb: 0, attnProbs: 1, attnOut: 2, ffnOut: 3, cls: 4, pooled: 5, lora: 8 } as const;
+const HEAD_KEY = { denseWeight: "denseW", denseBias: "denseB", outWeight: "outW", outBias: "outB" } as const;
 const TARGET_INDEX: Record<LoraTarget, number> = {
   query: 0,
   key: 1,
@@ -141,7 +147,8 @@ export class RobertaModel {
   readonly dir: string;
   readonly base: BaseWeights;
   readonly modules: AdaptedModule[];
-  readonly head: { denseW: Trainable; denseB: Trainable; outW: Trainable; outB: Trainable };
+  /** The trainable head: RoBERTa's dense + out_proj, or BERT's classifier (outW/outB; its pooler is frozen). */
+  readonly head: { denseW?: Trainable; denseB?: Trainable; outW: Trainable; outB: Trainable };
   readonly rates: { hidden: number; attention: number; lora: number; classifier: number };
   #plan: ActivationPlan | null = null;
   #rec: Recorder;
@@ -188,7 +195,7 @@ export class RobertaModel {
     this.modules = [];
     for (let layer = 0; layer < config.numLayers; layer++) {
       for (const target of this.lora.targets) {
-        const path = modulePath(layer, target);
+        const path = modulePath(layer, target, config.modelType);
         const { nIn, nOut } = moduleShape(config, target);
         const names = loraNames(path);
         this.modules.push({
@@ -216,24 +223,12 @@ export class RobertaModel {
       }
       return mustGet(init, peftName, size);
     };
-    this.head = {
-      denseW: trainable(
-        HEAD_NAMES.denseWeight,
-        headInit(HEAD_NAMES.denseWeight, "classifier.dense.weight", H * H),
-        false,
-      ),
-      denseB: trainable(
-        HEAD_NAMES.denseBias,
-        headInit(HEAD_NAMES.denseBias, "classifier.dense.bias", H),
-        false,
-      ),
-      outW: trainable(
-        HEAD_NAMES.outWeight,
-        headInit(HEAD_NAMES.outWeight, "classifier.out_proj.weight", L * H),
-        false,
-      ),
-      outB: trainable(HEAD_NAMES.outBias, headInit(HEAD_NAMES.outBias, "classifier.out_proj.bias", L), false),
-    };
+    const head: Partial<RobertaModel["head"]> = {};
+    for (const t of headLayout(config.modelType, H, L)) {
+      const size = t.shape.reduce((a, b) => a * b, 1);
+      head[HEAD_KEY[t.role]] = trainable(t.name, headInit(t.name, t.hfName, size), false);
+    }
+    this.head = head as RobertaModel["head"];
   }
 
   /** Loads `dir/config.json` and `dir/model.safetensors` and initialises the adapter from the seed. */
@@ -258,12 +253,10 @@ export class RobertaModel {
 
   /** Every trainable tensor, LoRA A/B per module then the head, in a fixed order. */
   get trainables(): Trainable[] {
+    const h = this.head;
     return [
       ...this.modules.flatMap((m) => [m.a, m.b]),
-      this.head.denseW,
-      this.head.denseB,
-      this.head.outW,
-      this.head.outB,
+      ...[h.denseW, h.denseB, h.outW, h.outB].filter((t) => !!t),
     ];
   }
 
@@ -275,6 +268,19 @@ export class RobertaModel {
   /** Bytes held by the activation plan (0 before the first pass). */
   get activationBytes(): number {
     return this.#plan?.bytes ?? 0;
+  }
+
+  /** Dropout rate on the first token before the head's dense layer (RoBERTa only; BERT's pooler has none). */
+  get #clsDropout(): number {
+    return this.config.modelType === "bert" ? 0 : this.rates.classifier;
+  }
+
+  /** The head's dense layer before tanh: RoBERTa's trainable one, or BERT's frozen pooler. */
+  get #headDense(): { w: GPUBuffer; b: GPUBuffer } {
+    const h = this.head, p = this.base.pooler;
+    if (h.denseW && h.denseB) return { w: h.denseW.param, b: h.denseB.param };
+    if (!p) throw new Error("model has neither a trainable head dense layer nor a pooler");
+    return { w: p.weight, b: p.bias };
   }
 
   /** The recorder (for attaching a profiler). */
@@ -310,11 +316,23 @@ export class RobertaModel {
     if (!(batch >= 1 && seqLen >= 1) || inputIds.length !== batch * seqLen) {
       throw new Error(`inputIds has ${inputIds.length} ids, expected batch ${batch} × seqLen ${seqLen}`);
     }
-    const maxLen = cfg.maxPositionEmbeddings - cfg.padTokenId - 1;
+    const bert = cfg.modelType === "bert";
+    const maxLen = bert ? cfg.maxPositionEmbeddings : cfg.maxPositionEmbeddings - cfg.padTokenId - 1;
     if (seqLen > maxLen) {
       throw new Error(
-        `seqLen ${seqLen} exceeds the model's ${maxLen} positions (max_position_embeddings - pad - 1)`,
+        `seqLen ${seqLen} exceeds the model's ${maxLen} positions (max_position_embeddings${
+          bert ? "" : " - pad - 1"
+        })`,
       );
+    }
+    const types = input.typeIds ?? new Int32Array(batch * seqLen);
+    if (types.length !== batch * seqLen) {
+      throw new Error(`typeIds has ${types.length} ids, expected batch ${batch} × seqLen ${seqLen}`);
+    }
+    for (let i = 0; i < types.length; i++) {
+      if (!(types[i] >= 0 && types[i] < cfg.typeVocabSize)) {
+        throw new Error(`typeIds[${i}] = ${types[i]} is outside [0, type_vocab_size ${cfg.typeVocabSize})`);
+      }
     }
     const pos = new Int32Array(batch * seqLen);
     const keyMask = new Float32Array(batch * seqLen);
@@ -330,12 +348,13 @@ export class RobertaModel {
         }
         const real = id !== pad ? 1 : 0;
         c += real;
-        pos[b * seqLen + t] = c * real + pad;
+        pos[b * seqLen + t] = bert ? t : c * real + pad;
         keyMask[b * seqLen + t] = real;
       }
     }
     this.gpu.write(plan.inputIds, inputIds);
     this.gpu.write(plan.positionIds, pos);
+    this.gpu.write(plan.typeIds, types);
     this.gpu.write(plan.keyMask, keyMask);
     if (labels) {
       if (labels.length !== batch) throw new Error(`labels has ${labels.length} entries, expected ${batch}`);
@@ -624,13 +643,14 @@ export class RobertaModel {
     const Lh = cfg.numLayers;
     const clsIn = this.#dropoutOrNot(
       train,
-      this.rates.classifier,
+      this.#clsDropout,
       plan.cls,
       plan.clsDropped,
       B * H,
       this.#key(stream, Lh, SITE.cls),
     );
-    this.#linear(clsIn, this.head.denseW.param, this.head.denseB.param, plan.pre, B, H, H);
+    const dense = this.#headDense;
+    this.#linear(clsIn, dense.w, dense.b, plan.pre, B, H, H);
     tanhForward(rec, { x: plan.pre, y: plan.pooled, n: B * H });
     const pooledIn = this.#dropoutOrNot(
       train,
@@ -723,11 +743,13 @@ export class RobertaModel {
       dPooled = plan.dPooled;
     }
     tanhBackward(rec, { y: plan.pooled, dy: dPooled, dx: plan.dPre, n: B * H });
-    gemm(rec, { a: plan.dPre, b: clsIn, c: hd.denseW.grad, m: H, n: H, k: B, transA: true });
-    sumRows(rec, { x: plan.dPre, out: hd.denseB.grad, rows: B, cols: H });
-    gemm(rec, { a: plan.dPre, b: hd.denseW.param, c: plan.dClsDropped, m: B, n: H, k: H });
+    if (hd.denseW && hd.denseB) {
+      gemm(rec, { a: plan.dPre, b: clsIn, c: hd.denseW.grad, m: H, n: H, k: B, transA: true });
+      sumRows(rec, { x: plan.dPre, out: hd.denseB.grad, rows: B, cols: H });
+    }
+    gemm(rec, { a: plan.dPre, b: this.#headDense.w, c: plan.dClsDropped, m: B, n: H, k: H });
     let dCls = plan.dClsDropped;
-    if (train && this.rates.classifier > 0) {
+    if (train && this.#clsDropout > 0) {
       dropoutBackward(rec, {
         dy: plan.dClsDropped,
         dx: plan.dCls,
@@ -973,10 +995,7 @@ export class RobertaModel {
       out.set(m.a.name, [r, m.nIn]);
       out.set(m.b.name, [m.nOut, r]);
     }
-    out.set(this.head.denseW.name, [H, H]);
-    out.set(this.head.denseB.name, [H]);
-    out.set(this.head.outW.name, [L, H]);
-    out.set(this.head.outB.name, [L]);
+    for (const t of headLayout(this.config.modelType, H, L)) out.set(t.name, t.shape);
     return out;
   }
 

@@ -17,15 +17,17 @@
  * @module
  */
 
-/** A loaded tokenizer. */
+import { loadWordPieceTokenizer } from "./wordpiece.ts";
+
+/** A loaded tokenizer: byte-level BPE (RoBERTa) or WordPiece (BERT, see `wordpiece.ts`). */
 export interface Tokenizer {
-  /** Id of `<s>`. */
+  /** Id of `<s>` (BPE) or `[CLS]` (WordPiece). */
   bosId: number;
-  /** Id of `</s>`. */
+  /** Id of `</s>` (BPE) or `[SEP]` (WordPiece). */
   eosId: number;
-  /** Id of `<pad>`. */
+  /** Id of `<pad>` (BPE) or `[PAD]` (WordPiece). */
   padId: number;
-  /** Id of `<unk>`. */
+  /** Id of `<unk>` (BPE) or `[UNK]` (WordPiece). */
   unkId: number;
   /** One more than the largest id. */
   vocabSize: number;
@@ -37,6 +39,11 @@ export interface Tokenizer {
    * budget, rounded down); no truncation otherwise.
    */
   encode(a: string, b?: string, opts?: { maxLength?: number }): number[];
+  /**
+   * {@link encode} with the token type id of every token: all 0 for BPE (RoBERTa does not use token types); for
+   * WordPiece 0 for `[CLS] A [SEP]` and 1 for `B [SEP]`.
+   */
+  encodeTyped(a: string, b?: string, opts?: { maxLength?: number }): { ids: number[]; typeIds: number[] };
   /**
    * Encodes a batch (each truncated to `maxLength`) into one row-major `[batch, seqLen]` Int32Array padded with
    * `padId`; `seqLen` is the longest row (`padTo: "longest"`, the default) or the given number.
@@ -162,6 +169,15 @@ class BpeTokenizer implements Tokenizer {
       : [this.bosId, ...ia, this.eosId, this.eosId, ...ib, this.eosId];
   }
 
+  encodeTyped(
+    a: string,
+    b?: string,
+    opts: { maxLength?: number } = {},
+  ): { ids: number[]; typeIds: number[] } {
+    const ids = this.encode(a, b, opts);
+    return { ids, typeIds: new Array<number>(ids.length).fill(0) };
+  }
+
   #truncate(ia: number[], ib: number[] | undefined, maxLength: number): [number[], number[] | undefined] {
     const specials = ib === undefined ? 2 : 4;
     if (!Number.isSafeInteger(maxLength) || maxLength < specials) {
@@ -276,12 +292,15 @@ function parseJson(text: string, file: string): unknown {
 }
 
 /**
- * Loads the tokenizer in `dir`: `vocab.json` + `merges.txt` when both exist, else `tokenizer.json`
- * (`model.type` "BPE", `model.vocab`, `model.merges` as "a b" strings or [a, b] pairs, plus `added_tokens`).
+ * Loads the tokenizer in `dir`: byte-level BPE from `vocab.json` + `merges.txt` when both exist; else WordPiece
+ * ({@link loadWordPieceTokenizer}) when `tokenizer.json` has `model.type` "WordPiece", or when there is no
+ * tokenizer.json but a `vocab.txt`; else BPE from `tokenizer.json` (`model.type` "BPE", `model.vocab`,
+ * `model.merges` as "a b" strings or [a, b] pairs, plus `added_tokens`).
  *
  * @example
  * ```ts
- * const tok = await loadTokenizer("data/tokenizer/roberta");
+ * const tok = await loadTokenizer("data/tokenizer/roberta"); // BPE
+ * const bert = await loadTokenizer("data/tokenizer/bert-base-uncased-minilm"); // WordPiece
  * ```
  */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
@@ -300,19 +319,25 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   }
   const tjText = await readText(tjFile);
   if (tjText === null) {
+    if (vocabText === null && mergesText === null && await readText(`${d}/vocab.txt`) !== null) {
+      return await loadWordPieceTokenizer(d);
+    }
     throw new Error(
       `${d}: no tokenizer found: expected vocab.json and merges.txt${
         vocabText !== null || mergesText !== null
           ? ` (only ${vocabText !== null ? "vocab.json" : "merges.txt"} is there)`
           : ""
-      }, or tokenizer.json`,
+      }, or tokenizer.json, or vocab.txt (WordPiece)`,
     );
   }
   const tj = parseJson(tjText, tjFile) as Record<string, unknown>;
   const model = (tj && typeof tj === "object" ? tj.model : undefined) as Record<string, unknown> | undefined;
   if (!model || typeof model !== "object") throw new Error(`${tjFile}: field "model" must be an object`);
+  if (model.type === "WordPiece") return await loadWordPieceTokenizer(d);
   if (model.type !== undefined && model.type !== "BPE") {
-    throw new Error(`${tjFile}: field "model.type" must be "BPE", found ${JSON.stringify(model.type)}`);
+    throw new Error(
+      `${tjFile}: field "model.type" must be "BPE" or "WordPiece", found ${JSON.stringify(model.type)}`,
+    );
   }
   const vocab = parseVocab(model.vocab, `${tjFile} (model.vocab)`);
   if (!Array.isArray(model.merges)) throw new Error(`${tjFile}: field "model.merges" must be an array`);

@@ -1,13 +1,17 @@
 /**
- * `deno task profile [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N] [--out DIR]`
+ * `deno task profile [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N] [--out DIR]
+ * [--mode timestamps|serial|auto] [--repeats R]`
  *
  * Runs training steps of a RoBERTa + LoRA model with the kernel profiler attached and prints, per kernel and
  * shape: calls, total and median GPU time, share of the step, FLOPs and bytes counted by the launchers,
  * achieved GFLOP/s and GB/s and their fraction of ceilings measured in the same run (a large buffer copy for
- * bandwidth, the best of a few GEMMs for compute). GPU times come from `timestamp-query`; the summed kernel
- * time of each step is printed next to its wall time as a sanity check. Writes `profile.csv` (table over the
- * timed steps) and `trace.json` (Chrome trace-event JSON of the last step) into `--out` (default
- * `runs/profile/`). The first step is a warm-up (pipeline compilation) and is not counted.
+ * bandwidth, the best of a few GEMMs for compute). Times come from `timestamp-query` (`--mode timestamps`),
+ * or, on adapters without it, from the serialized wall-clock fallback (`--mode serial`: each dispatch
+ * replayed alone in its own command buffer, see kernels/profiler_serial.ts); `auto` (default) picks
+ * timestamps when available. Every output names the timing used. The summed kernel time of each step is
+ * printed next to its wall time as a sanity check. Writes `profile.csv` (table over the timed steps) and
+ * `trace.json` (Chrome trace-event JSON of the last step) into `--out` (default `runs/profile/`). The first
+ * step is a warm-up (pipeline compilation) and is not counted.
  * @module
  */
 import { getGpu, type Gpu } from "../kernels/device.ts";
@@ -16,13 +20,17 @@ import { gemm } from "../kernels/gemm.ts";
 import {
   type Ceilings,
   chromeTrace,
-  hasTimestamps,
-  KernelProfiler,
+  createProfiler,
+  type DispatchProfiler,
   type KernelSummary,
+  resolveTimingMode,
+  type StepProfiler,
   summarize,
   summaryCsv,
   summaryTable,
   type TimedDispatch,
+  TIMING_LABELS,
+  type TimingMode,
 } from "../kernels/profiler.ts";
 import { makeModel } from "./make_model.ts";
 import { RobertaModel } from "../model/roberta.ts";
@@ -32,12 +40,18 @@ import { PRESET_NAMES, type PresetName } from "../model/presets.ts";
 
 const HELP =
   `deno task profile [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N] [--out DIR]
+                  [--mode timestamps|serial|auto] [--repeats R]
   --preset P   random model of preset P (written once to runs/models/P; default tiny)
   --model DIR  a model folder (config.json + model.safetensors) instead of a preset
   --batch B    sequences per step (default 8)
   --seq L      tokens per sequence (default 64)
   --steps N    timed training steps after one warm-up step (default 3)
-  --out DIR    where profile.csv and trace.json go (default runs/profile)`;
+  --out DIR    where profile.csv and trace.json go (default runs/profile)
+  --mode M     timestamps: GPU timestamp-query; serial: serialized wall-clock, each dispatch replayed alone
+               (for adapters without timestamp-query); auto: timestamps when available (default)
+  --repeats R  serial mode: command buffers per timed wait, time divided by R (default 1)`;
+
+const MODES = ["timestamps", "serial", "auto"] as const;
 
 interface Args {
   preset: PresetName;
@@ -46,10 +60,20 @@ interface Args {
   seq: number;
   steps: number;
   out: string;
+  mode: TimingMode | "auto";
+  repeats: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { preset: "tiny", batch: 8, seq: 64, steps: 3, out: "runs/profile" };
+  const a: Args = {
+    preset: "tiny",
+    batch: 8,
+    seq: 64,
+    steps: 3,
+    out: "runs/profile",
+    mode: "auto",
+    repeats: 1,
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i], v = argv[i + 1];
     if (flag === "--help" || flag === "-h") {
@@ -73,6 +97,12 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--seq") a.seq = int();
     else if (flag === "--steps") a.steps = int();
     else if (flag === "--out") a.out = v;
+    else if (flag === "--mode") {
+      if (!(MODES as readonly string[]).includes(v)) {
+        throw new Error(`--mode must be one of ${MODES.join(", ")}, got ${v}`);
+      }
+      a.mode = v as Args["mode"];
+    } else if (flag === "--repeats") a.repeats = int();
     else throw new Error(`unknown flag ${flag}\n${HELP}`);
   }
   return a;
@@ -97,19 +127,21 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
   return (2 * bytes * reps) / (ms * 1e6);
 }
 
-/** Best GEMM rate (GFLOP/s, from timestamps) over a few square sizes. */
-async function gemmPeak(gpu: Gpu): Promise<number> {
+/** Best GEMM rate (GFLOP/s, timed in `mode`) over a few square sizes. */
+async function gemmPeak(gpu: Gpu, mode: TimingMode, repeats: number): Promise<number> {
   let best = 0;
   for (const s of gpu.isCpu ? [256, 512] : [1024, 2048, 4096]) {
     const a = gpu.buffer(4 * s * s, "peak a"), b = gpu.buffer(4 * s * s, "peak b"), c = gpu.buffer(4 * s * s);
     const rec = new Recorder(gpu);
     gemm(rec, { a, b, c, m: s, n: s, k: s });
     await rec.read(c, 1);
-    const prof = new KernelProfiler(gpu);
+    const prof = createProfiler(gpu, mode, { repeats });
     rec.observer = prof;
     for (let i = 0; i < 3; i++) gemm(rec, { a, b, c, m: s, n: s, k: s });
     await rec.read(c, 1);
+    rec.observer = null;
     for (const e of await prof.collect()) if (e.durationNs > 0) best = Math.max(best, e.flops / e.durationNs);
+    prof.destroy?.();
     a.destroy();
     b.destroy();
     c.destroy();
@@ -118,69 +150,117 @@ async function gemmPeak(gpu: Gpu): Promise<number> {
 }
 
 /**
- * Writes `profile.csv` (summary of `events`) and `trace.json` (Chrome trace of `traceEvents`) into `dir`,
- * atomically, and returns the summary rows.
+ * Writes `profile.csv` (summary of `events`) and `trace.json` (Chrome trace of `traceEvents`, with `meta`
+ * in its `otherData`) into `dir`, atomically, and returns the summary rows.
  */
 export async function writeProfile(
   dir: string,
   events: TimedDispatch[],
   traceEvents: TimedDispatch[],
   peak?: Ceilings,
+  meta: Record<string, unknown> = {},
 ): Promise<KernelSummary[]> {
   const rows = summarize(events, peak);
   await Deno.mkdir(dir, { recursive: true });
   await writeAtomic(`${dir}/profile.csv`, summaryCsv(rows));
-  await writeAtomic(`${dir}/trace.json`, JSON.stringify(chromeTrace(traceEvents)) + "\n");
+  await writeAtomic(`${dir}/trace.json`, JSON.stringify(chromeTrace(traceEvents, meta)) + "\n");
   return rows;
 }
 
+/** Extra trace metadata of a profiler (the serial mode's subtracted round trip). */
+function profilerMeta(prof: DispatchProfiler): Record<string, unknown> {
+  const p = prof as { overheadNs?: number; repeats?: number };
+  return prof.mode === "serial" ? { subtractedRoundTripNs: p.overheadNs, repeatsPerWait: p.repeats } : {};
+}
+
 /**
- * Profiles the model's next `steps` calls of `trainStep` (used by `deno task train --profile`): attaches a
- * {@link KernelProfiler} to `model.recorder` for each of those steps only, then writes `profile.csv` (all
- * profiled steps) and `trace.json` (the last one) into `dir` and prints the table with `log`. Ceilings are
- * not measured here (use `deno task profile`). Afterwards `trainStep` is the model's own method again.
+ * The {@link StepProfiler} of {@link profileFirstSteps}: profiles the first `steps` steps it is offered,
+ * then writes its files once and does nothing more.
+ */
+export class FirstStepsProfiler implements StepProfiler {
+  /** Steps to profile. */
+  readonly steps: number;
+  /** Dispatches timed in each profiled step, in order. */
+  readonly stepDispatches: number[] = [];
+  readonly #dir: string;
+  readonly #log: (text: string) => void;
+  readonly #prof: DispatchProfiler;
+  #all: TimedDispatch[] = [];
+  #attached = false;
+  #previous: Recorder["observer"] = null;
+
+  /** See {@link profileFirstSteps}. */
+  constructor(prof: DispatchProfiler, steps: number, dir: string, log: (text: string) => void) {
+    this.#prof = prof;
+    this.steps = steps;
+    this.#dir = dir;
+    this.#log = log;
+  }
+
+  /** The timing used. */
+  get mode(): TimingMode {
+    return this.#prof.mode;
+  }
+
+  /** True once `steps` steps were profiled and the files written. */
+  get done(): boolean {
+    return this.stepDispatches.length >= this.steps;
+  }
+
+  /** Attaches the kernel profiler to `rec` while fewer than `steps` steps were profiled. */
+  beforeStep(rec: Recorder): void {
+    if (this.done || this.#attached) return;
+    this.#previous = rec.observer;
+    rec.observer = this.#prof;
+    this.#attached = true;
+  }
+
+  /** Detaches, collects the step's times and, after the last profiled step, writes and prints the profile. */
+  async afterStep(rec: Recorder, failed = false): Promise<void> {
+    if (!this.#attached) return;
+    rec.observer = this.#previous;
+    this.#previous = null;
+    this.#attached = false;
+    const last = await this.#prof.collect();
+    if (failed) return;
+    this.#all.push(...last);
+    this.stepDispatches.push(last.length);
+    if (!this.done) return;
+    const meta = profilerMeta(this.#prof);
+    const rows = await writeProfile(this.#dir, this.#all, last, undefined, meta);
+    this.#prof.destroy?.();
+    this.#all = [];
+    this.#log(
+      `profile of the first ${this.steps} local steps (${TIMING_LABELS[this.mode]}):\n${summaryTable(rows)}`,
+    );
+    this.#log(`profile: wrote ${this.#dir}/profile.csv and ${this.#dir}/trace.json`);
+  }
+}
+
+/**
+ * A {@link StepProfiler} for `trainLocal` (used by `deno task train --profile`): profiles the first `steps`
+ * local steps it sees, in `mode` (`"auto"`: GPU timestamps when the adapter has them, else serialized
+ * wall-clock), then writes `profile.csv` (all profiled steps) and `trace.json` (the last one) into `dir` and
+ * prints the table with `log`. Ceilings are not measured here (use `deno task profile`). It never touches
+ * the model: it only sets and restores the recorder's observer around the profiled steps.
  *
  * @example
  * ```ts
- * profileFirstSteps(model, 3, `${runDir}/profile`, console.error);
+ * const profiler = profileFirstSteps(model.gpu, 3, `${runDir}/profile`, console.error);
+ * await trainLocal(model, data, padId, { ...options, profiler });
  * ```
  */
 export function profileFirstSteps(
-  model: RobertaModel,
+  gpu: Gpu,
   steps: number,
   dir: string,
   log: (text: string) => void,
-): void {
+  mode: TimingMode | "auto" = "auto",
+): FirstStepsProfiler {
   if (!Number.isInteger(steps) || steps < 1) {
     throw new Error(`profileFirstSteps: steps must be >= 1, got ${steps}`);
   }
-  if (!hasTimestamps(model.gpu)) {
-    log("profile: this adapter has no 'timestamp-query' feature; --profile ignored");
-    return;
-  }
-  const prof = new KernelProfiler(model.gpu);
-  const own = model.trainStep;
-  const all: TimedDispatch[] = [];
-  let done = 0;
-  model.trainStep = async function (this: RobertaModel, ...args: Parameters<RobertaModel["trainStep"]>) {
-    const rec = model.recorder;
-    rec.observer = prof;
-    let loss: number;
-    try {
-      loss = await own.apply(model, args);
-    } finally {
-      rec.observer = null;
-    }
-    const last = await prof.collect();
-    all.push(...last);
-    if (++done === steps) {
-      delete (model as { trainStep?: unknown }).trainStep; // back to the prototype's method
-      const rows = await writeProfile(dir, all, last);
-      log(`profile of the first ${steps} local steps (GPU timestamps):\n${summaryTable(rows)}`);
-      log(`profile: wrote ${dir}/profile.csv and ${dir}/trace.json`);
-    }
-    return loss;
-  };
+  return new FirstStepsProfiler(createProfiler(gpu, mode), steps, dir, log);
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {
@@ -201,9 +281,8 @@ async function exists(path: string): Promise<boolean> {
 async function main(): Promise<void> {
   const args = parseArgs(Deno.args);
   const gpu = await getGpu();
-  if (!hasTimestamps(gpu)) {
-    throw new Error("this adapter has no 'timestamp-query' feature: deno task profile needs it");
-  }
+  const mode = resolveTimingMode(gpu, args.mode);
+  console.log(`timing: ${TIMING_LABELS[mode]}`);
   let dir = args.model;
   if (!dir) {
     dir = `runs/models/${args.preset}`;
@@ -230,7 +309,7 @@ async function main(): Promise<void> {
 
   await model.trainStep(input, { lr: 1e-4, step: 1 }); // warm-up: pipeline compilation
   const rec = model.recorder;
-  const prof = new KernelProfiler(gpu);
+  const prof = createProfiler(gpu, mode, { repeats: args.repeats });
   const all: TimedDispatch[] = [];
   let last: TimedDispatch[] = [];
   for (let s = 0; s < args.steps; s++) {
@@ -248,14 +327,24 @@ async function main(): Promise<void> {
       : 0;
     console.log(
       `step ${s + 1}: ${last.length} dispatches, kernel time ${gpuMs.toFixed(1)} ms, ` +
-        `GPU span ${span.toFixed(1)} ms, wall ${wall.toFixed(1)} ms`,
+        (mode === "timestamps"
+          ? `GPU span ${span.toFixed(1)} ms, wall ${wall.toFixed(1)} ms`
+          : `step wall ${wall.toFixed(1)} ms (dispatches replayed one at a time afterwards)`),
     );
   }
-  const peak: Ceilings = { gbps: await copyBandwidth(gpu), gflops: await gemmPeak(gpu) };
+  const meta = profilerMeta(prof);
+  if (prof.mode === "serial") {
+    console.log(
+      `serial: ${(Number(meta.subtractedRoundTripNs) / 1e6).toFixed(2)} ms submit round trip subtracted`,
+    );
+  }
+  prof.destroy?.();
+  const peak: Ceilings = { gbps: await copyBandwidth(gpu), gflops: await gemmPeak(gpu, mode, args.repeats) };
   console.log(
-    `ceilings: copy ${peak.gbps.toFixed(2)} GB/s (wall time), best GEMM ${peak.gflops.toFixed(2)} GFLOP/s`,
+    `ceilings: copy ${peak.gbps.toFixed(2)} GB/s (wall time), best GEMM ${peak.gflops.toFixed(2)} GFLOP/s ` +
+      `(${TIMING_LABELS[mode]})`,
   );
-  const rows = await writeProfile(args.out, all, last, peak);
+  const rows = await writeProfile(args.out, all, last, peak, meta);
   console.log(summaryTable(rows));
   console.log(`wrote ${args.out}/profile.csv and ${args.out}/trace.json`);
 }

@@ -120,7 +120,8 @@ export async function trainRun(
   if (cfg.maxDev !== null) devEx = devEx.slice(0, cfg.maxDev);
   const modelDir = cfg.model ?? await presetModelDir(cfg.preset, cfg.seed, task.numLabels);
   const tokenizerDir =
-    (await exists(`${modelDir}/vocab.json`)) || (await exists(`${modelDir}/tokenizer.json`))
+    (await exists(`${modelDir}/vocab.json`)) || (await exists(`${modelDir}/tokenizer.json`)) ||
+      (await exists(`${modelDir}/vocab.txt`))
       ? modelDir
       : new URL("../data/tokenizer/roberta", import.meta.url).pathname;
   const tokenizer = await loadTokenizer(tokenizerDir);
@@ -202,6 +203,9 @@ export async function trainRun(
         })),
       }
       : undefined,
+    profiler: cfg.profile
+      ? profileFirstSteps(model.gpu, 3, `${runDir}/profile`, (t) => console.error(t), "auto")
+      : undefined,
   };
   if (!opts.quiet) {
     console.error(
@@ -211,7 +215,6 @@ export async function trainRun(
         } adapted modules, ${model.gpu.describe()}`,
     );
   }
-  if (cfg.profile) profileFirstSteps(model, 3, `${runDir}/profile`, (t) => console.error(t));
   const results = await runRounds(fed, global, startRound, residualRanks);
   if (!opts.quiet) printRounds(results, main);
 
@@ -297,17 +300,23 @@ async function writePlots(runDir: string, records: Awaited<ReturnType<typeof rea
  * With exact aggregation the frozen weights changed: write a full `model.safetensors` (the original tensors with
  * the adapted modules' weights replaced) so the result is usable outside this project.
  */
+const FLOAT_DTYPES = new Set(["F32", "F16", "BF16"]);
+
 async function exportMergedModel(model: RobertaModel, modelDir: string, outDir: string): Promise<void> {
   await Deno.mkdir(outDir, { recursive: true });
   const src = await SafetensorsFile.open(`${modelDir}/model.safetensors`);
   try {
     const changed = new Map<string, string>();
     for (const m of model.modules) {
-      for (const cand of [`${m.path}.weight`, `${m.path.replace(/^roberta\./, "")}.weight`]) {
+      for (const cand of [`${m.path}.weight`, `${m.path.replace(/^(roberta|bert)\./, "")}.weight`]) {
         if (src.tensors.has(cand)) changed.set(cand, m.path);
       }
     }
-    const specs = [...src.tensors.values()].map((t) => ({ name: t.name, shape: t.shape }));
+    // Integer buffers such as BERT's `embeddings.position_ids` are not weights: Hugging Face rebuilds them.
+    const specs = [...src.tensors.values()].filter((t) => FLOAT_DTYPES.has(t.dtype)).map((t) => ({
+      name: t.name,
+      shape: t.shape,
+    }));
     await writeSafetensorsStreaming(`${outDir}/model.safetensors`, specs, async (spec) => {
       const path = changed.get(spec.name);
       return path ? await model.readModuleWeight(path) : await src.readF32(spec.name);

@@ -19,6 +19,7 @@ import {
 } from "../model/names.ts";
 import {
   ATTENTION_MASK_VALUE,
+  bertPositionIds,
   type EncoderConfigLike,
   erf,
   geluExact,
@@ -48,27 +49,36 @@ const CFG: EncoderConfigLike = {
   typeVocabSize: 1,
 };
 
+/** The same shapes as a BERT: positions from 0, two token types, pad id 0, a frozen pooler. */
+const BERT_CFG: EncoderConfigLike = { ...CFG, modelType: "bert", padTokenId: 0, typeVocabSize: 2 };
+
 const ALL_TARGETS: LoraSettings = { r: 3, alpha: 6, targets: [...LORA_TARGETS] };
 
 /** Batch 2: sequence 0 has 7 real tokens, sequence 1 has 5 real tokens then 2 pads (seqLen 7). */
-function makeInput(seed: number): RefInput {
+function makeInput(seed: number, cfg = CFG): RefInput {
   const r = new KeyedRandom([seed, Purpose.test, 11]);
   const lengths = [7, 5];
   const seqLen = 7;
-  const ids = new Int32Array(2 * seqLen).fill(CFG.padTokenId);
+  const ids = new Int32Array(2 * seqLen).fill(cfg.padTokenId);
   lengths.forEach((len, b) => {
-    ids[b * seqLen] = 0;
-    for (let t = 1; t < len - 1; t++) ids[b * seqLen + t] = 3 + r.int(CFG.vocabSize - 3);
+    ids[b * seqLen] = cfg.padTokenId === 0 ? 3 : 0;
+    for (let t = 1; t < len - 1; t++) ids[b * seqLen + t] = 3 + r.int(cfg.vocabSize - 3);
     ids[b * seqLen + len - 1] = 2;
   });
-  return { inputIds: ids, batch: 2, seqLen };
+  if (cfg.modelType !== "bert") return { inputIds: ids, batch: 2, seqLen };
+  // A pair layout: the second segment (type 1) starts at token 3 of each sequence; padding keeps type 0.
+  const typeIds = new Int32Array(2 * seqLen);
+  lengths.forEach((len, b) => {
+    for (let t = 3; t < len; t++) typeIds[b * seqLen + t] = 1;
+  });
+  return { inputIds: ids, batch: 2, seqLen, typeIds };
 }
 
 /** Adapter from initAdapter with every B (and the head biases) replaced by random nonzero values. */
-function makeAdapter(numLabels: number, lora: LoraSettings, seed: number): Map<string, RefTensor> {
-  const init = initAdapter(CFG, numLabels, lora, seed);
+function makeAdapter(numLabels: number, lora: LoraSettings, seed: number, cfg = CFG): Map<string, RefTensor> {
+  const init = initAdapter(cfg, numLabels, lora, seed);
   const out = new Map<string, RefTensor>();
-  adapterLayout(CFG, numLabels, lora).forEach((t, i) => {
+  adapterLayout(cfg, numLabels, lora).forEach((t, i) => {
     const v = Float64Array.from(init.get(t.name)!);
     if (t.kind === "lora_B" || (t.kind === "head" && t.shape.length === 1)) {
       v.set(randomF64(v.length, 500 + seed * 100 + i, -0.5, 0.5));
@@ -91,10 +101,10 @@ function maskVec(n: number, key: number): Float64Array {
   return m;
 }
 
-function makeMasks(lora: LoraSettings): Map<string, RefModuleMask> {
+function makeMasks(lora: LoraSettings, cfg = CFG): Map<string, RefModuleMask> {
   const masks = new Map<string, RefModuleMask>();
-  const layout = adapterLayout(CFG, 1, lora);
-  loraModulePaths(CFG, lora).forEach((path, i) => {
+  const layout = adapterLayout(cfg, 1, lora);
+  loraModulePaths(cfg, lora).forEach((path, i) => {
     const nIn = layout.find((t) => t.module === path && t.kind === "lora_A")!.shape[1];
     const nOut = layout.find((t) => t.module === path && t.kind === "lora_B")!.shape[0];
     masks.set(path, { a: maskVec(nIn, 2 * i + 1), b: maskVec(nOut, 2 * i + 2) });
@@ -103,19 +113,19 @@ function makeMasks(lora: LoraSettings): Map<string, RefModuleMask> {
 }
 
 /** Central differences on a few entries of every adapter tensor; dropped entries must be exactly 0 both ways. */
-function checkGradients(numLabels: number, labels: number[], lora: LoraSettings): void {
+function checkGradients(numLabels: number, labels: number[], lora: LoraSettings, cfg = CFG): void {
   const m: RefModel = {
-    cfg: CFG,
+    cfg,
     numLabels,
     lora,
-    base: randomBase(CFG, 3),
-    adapter: makeAdapter(numLabels, lora, 4),
+    base: randomBase(cfg, 3),
+    adapter: makeAdapter(numLabels, lora, 4, cfg),
   };
-  const input = { ...makeInput(5), labels };
-  const masks = makeMasks(lora);
+  const input = { ...makeInput(5, cfg), labels };
+  const masks = makeMasks(lora, cfg);
   const { loss, grads } = refLossAndGrads(m, input, masks);
   ok(Number.isFinite(loss) && loss > 0, `loss ${loss}`);
-  const layout = adapterLayout(CFG, numLabels, lora);
+  const layout = adapterLayout(cfg, numLabels, lora);
   deepStrictEqual([...grads.keys()].sort(), layout.map((t) => t.name).sort());
   const h = 1e-5;
   const r = new KeyedRandom([17, Purpose.test, numLabels]);
@@ -177,6 +187,72 @@ function checkGradients(numLabels: number, labels: number[], lora: LoraSettings)
 
 Deno.test("reference: gradients match finite differences (classification, 3 labels, all targets, masked)", () => {
   checkGradients(3, [2, 0], ALL_TARGETS);
+});
+
+Deno.test("reference (BERT): gradients match finite differences (pairs with token types, all targets, masked)", () => {
+  checkGradients(3, [1, 2], ALL_TARGETS, BERT_CFG);
+});
+
+Deno.test("reference (BERT): regression gradients match finite differences (rsLoRA on q/v)", () => {
+  checkGradients(1, [0.7, -1.1], { r: 2, alpha: 4, targets: ["query", "value"], rslora: true }, BERT_CFG);
+});
+
+Deno.test("reference (BERT): positions from 0, token types and the frozen pooler enter the logits", () => {
+  const lora: LoraSettings = { r: 2, alpha: 4, targets: ["query", "value"] };
+  const base = randomBase(BERT_CFG, 3);
+  const m: RefModel = { cfg: BERT_CFG, numLabels: 2, lora, base, adapter: makeAdapter(2, lora, 4, BERT_CFG) };
+  deepStrictEqual(bertPositionIds(2, 3, 20), Int32Array.from([0, 1, 2, 0, 1, 2]));
+  throws(() => bertPositionIds(1, 21, 20), /max_position_embeddings 20/);
+  deepStrictEqual(
+    adapterLayout(BERT_CFG, 2, lora).filter((t) => t.kind === "head").map((t) => [t.name, t.shape]),
+    [
+      ["base_model.model.classifier.weight", [2, 8]],
+      ["base_model.model.classifier.bias", [2]],
+    ],
+  );
+  ok(base.has("bert.pooler.dense.weight") && base.has("bert.embeddings.word_embeddings.weight"));
+  ok(!base.has("roberta.embeddings.word_embeddings.weight"));
+  const input = makeInput(5, BERT_CFG);
+  const logits = refForward(m, input).logits;
+  // Token types matter: all-zero types give other logits.
+  const zeroTypes = refForward(m, { ...input, typeIds: new Int32Array(input.inputIds.length) }).logits;
+  ok(relErr(zeroTypes, logits) > 1e-3, "token types do not change the logits");
+  // By hand: the logits of sequence 0 from the reference's own last hidden state, pooler and classifier.
+  const H = BERT_CFG.hiddenSize, T = input.seqLen;
+  const last = refForward(m, input).hiddenStates[BERT_CFG.numLayers];
+  const pw = base.get("bert.pooler.dense.weight")!, pb = base.get("bert.pooler.dense.bias")!;
+  const cw = m.adapter.get("base_model.model.classifier.weight")!;
+  const cb = m.adapter.get("base_model.model.classifier.bias")!;
+  for (let b = 0; b < 2; b++) {
+    const pooled = Array.from({ length: H }, (_, o) => {
+      let acc = pb[o];
+      for (let c = 0; c < H; c++) acc += pw[o * H + c] * last[b * T * H + c];
+      return Math.tanh(acc);
+    });
+    for (let o = 0; o < 2; o++) {
+      let acc = cb[o];
+      for (let c = 0; c < H; c++) acc += cw[o * H + c] * pooled[c];
+      ok(Math.abs(acc - logits[b * 2 + o]) < 1e-12, `logit [${b}, ${o}] ${logits[b * 2 + o]} vs ${acc}`);
+    }
+  }
+  // Positions count from 0 whatever the padding: the embedding output of token t uses position row t.
+  const emb0 = refForward(m, input).hiddenStates[0];
+  const word = base.get("bert.embeddings.word_embeddings.weight")!;
+  const pos = base.get("bert.embeddings.position_embeddings.weight")!;
+  const typ = base.get("bert.embeddings.token_type_embeddings.weight")!;
+  const g = base.get("bert.embeddings.LayerNorm.weight")!, be = base.get("bert.embeddings.LayerNorm.bias")!;
+  const t = 4, n = 0 * T + t, id = input.inputIds[n], ty = input.typeIds![n];
+  const x = Array.from({ length: H }, (_, c) => word[id * H + c] + pos[t * H + c] + typ[ty * H + c]);
+  const mean = x.reduce((a, v) => a + v, 0) / H;
+  const vr = x.reduce((a, v) => a + (v - mean) ** 2, 0) / H;
+  for (let c = 0; c < H; c++) {
+    const want = ((x[c] - mean) / Math.sqrt(vr + BERT_CFG.layerNormEps)) * g[c] + be[c];
+    ok(Math.abs(emb0[n * H + c] - want) < 1e-12, `embedding [${n}, ${c}]`);
+  }
+  throws(
+    () => refForward(m, { ...input, typeIds: new Int32Array(input.inputIds.length).fill(2) }),
+    /typeIds\[0\] = 2 is outside \[0, type_vocab_size 2\)/,
+  );
 });
 
 Deno.test("reference: gradients match finite differences (regression, 1 label, rsLoRA on q/v)", () => {

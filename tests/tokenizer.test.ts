@@ -166,7 +166,7 @@ Deno.test("tokenizer: tokenizer.json is accepted; missing or bad files give clea
     await Deno.remove(`${dir}/merges.txt`);
     await Deno.writeTextFile(
       `${dir}/tokenizer.json`,
-      JSON.stringify({ model: { type: "WordPiece", vocab } }),
+      JSON.stringify({ model: { type: "Unigram", vocab } }),
     );
     await rejects(() => loadTokenizer(dir), /tokenizer\.json: field "model\.type" must be "BPE"/);
   } finally {
