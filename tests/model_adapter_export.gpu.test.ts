@@ -14,6 +14,7 @@ import { type EncoderConfigLike, randomBase } from "../model/reference.ts";
 import { RobertaModel } from "../model/roberta.ts";
 import { readSafetensors, SafetensorsFile, writeSafetensors } from "../model/safetensors.ts";
 import { assertClose } from "./util.ts";
+import { findHfPython, hfSkipMessage } from "./hf_python.ts";
 import { hfConfig } from "./model_fixture.ts";
 
 const CFG: EncoderConfigLike = {
@@ -257,29 +258,8 @@ Deno.test("saveAdapter rejects a tensor whose shape is unknown, naming it", asyn
   }
 });
 
-/** A python that imports peft, transformers and torch, or null (no installing here). */
-async function findPeftPython(): Promise<string | null> {
-  for (const py of ["python3", "/usr/bin/python3"]) {
-    try {
-      const r = await new Deno.Command(py, {
-        args: ["-c", "import peft, transformers, torch"],
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      if (r.success) return py;
-    } catch {
-      // not installed under that name
-    }
-  }
-  return null;
-}
-
-const PEFT_PYTHON = await findPeftPython();
-if (!PEFT_PYTHON) {
-  console.log(
-    "model_adapter_export: skipping the peft round trip: no python3 on PATH or /usr/bin/python3 imports peft, transformers and torch",
-  );
-}
+const PEFT_PYTHON = await findHfPython();
+if (!PEFT_PYTHON) console.log(hfSkipMessage("model_adapter_export: the peft round trip"));
 
 /** Loads base + adapter with transformers/peft in fp32 eval mode; prints the logits as JSON. */
 const PEFT_SCRIPT = `
