@@ -1,0 +1,308 @@
+/**
+ * The FedLoDrop generalisation experiment on a real pretrained encoder (GitHub issue 8): MiniLM-L6
+ * (sentence-transformers/all-MiniLM-L6-v2, BERT family, 6 layers, hidden 384) + LoRA (q, v; r 8) on real GLUE
+ * data, FedEx aggregation with the sub-adapter mode and a dropout sweep γ ∈ {0, 0.1, 0.3, 0.5, 0.7}, then FedAvg
+ * and FFA-LoRA at γ = 0 and at the γ whose mean best dev metric was highest, each over several seeds.
+ *
+ * Every setting of a task is fixed in {@link TASKS} below, so this file is the whole experiment: the same seeds,
+ * model and data give the same numbers on the same backend. Runs are sized for 2 CPU cores through llvmpipe
+ * (small federated training sets, which is also where overfitting and so dropout matter).
+ *
+ * Outputs under `runs/minilm_glue/<task>/`: one run folder per (aggregator, γ, seed) with the usual files,
+ * `results.csv` and `results.md` (per aggregator and γ: final and best dev metric, final train metric, train/dev
+ * gap, bytes uploaded, seconds, as mean ± sample standard deviation over seeds), `dev_vs_gamma.svg` and
+ * `gap_vs_gamma.svg`. A finished run folder (with `summary.json`) is reused, so a killed experiment continues.
+ *
+ * @example
+ * ```sh
+ * npx deno task fetch-model minilm --out models/minilm            # once; needs PyPI
+ * npx deno run -A --unstable-webgpu experiments/minilm_glue.ts sst2 --model models/minilm --data ../shared/data/glue
+ * npx deno run -A --unstable-webgpu experiments/minilm_glue.ts mrpc --model models/minilm --data ../shared/data/glue
+ * ```
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { writeTextAtomic } from "../fl/atomic_write.ts";
+import { lineChartSvg } from "../fl/plots.ts";
+import { resolveRunConfig, type RunConfig } from "../fl/run_config.ts";
+import { type RunSummaryFile, trainRun } from "../tasks/train_run.ts";
+
+/** The fixed settings of one task's experiment (fields of RunConfig, except the varied ones). */
+export interface TaskSettings {
+  task: string;
+  devices: number;
+  rounds: number;
+  localEpochs: number;
+  batch: number;
+  evalBatch: number;
+  lr: number;
+  rank: number;
+  alpha: number;
+  targets: string[];
+  loraDropout: number;
+  maxLength: number;
+  maxTrain: number;
+  maxDev: number;
+  trainEvalSize: number;
+}
+
+const COMMON = {
+  devices: 3,
+  batch: 16,
+  evalBatch: 32,
+  rank: 8,
+  alpha: 16,
+  targets: ["query", "value"],
+  // peft's lora_dropout off, so that FedLoDrop's row/column dropout is the only dropout on the adapter.
+  loraDropout: 0,
+};
+
+/** Per-task settings, sized for 2 CPU cores through llvmpipe (see experiments/RESULTS.md). */
+export const TASKS: Record<string, TaskSettings> = {
+  // 64 training examples per device, 4 steps of 16 per local epoch; 4 rounds = 4 passes over each device's data.
+  sst2: {
+    ...COMMON,
+    task: "sst2",
+    rounds: 4,
+    localEpochs: 1,
+    lr: 3e-3,
+    maxLength: 64,
+    maxTrain: 192,
+    maxDev: 128,
+    trainEvalSize: 96,
+  },
+  // Sentence pairs are ~2.5× longer than SST-2's phrases: 48 examples per device, 3 rounds.
+  mrpc: {
+    ...COMMON,
+    task: "mrpc",
+    rounds: 3,
+    localEpochs: 1,
+    lr: 3e-3,
+    maxLength: 64,
+    maxTrain: 144,
+    maxDev: 96,
+    trainEvalSize: 72,
+  },
+};
+
+/** γ values of the FedEx sweep. */
+export const GAMMAS = [0, 0.1, 0.3, 0.5, 0.7];
+/** Seeds of every configuration. */
+export const SEEDS = [0, 1];
+
+interface Result {
+  aggregator: string;
+  gamma: number;
+  seed: number;
+  summary: RunSummaryFile;
+}
+
+/** Mean and sample standard deviation. */
+export function meanSd(xs: number[]): { mean: number; sd: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const sd = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  return { mean, sd };
+}
+
+async function runOne(
+  s: TaskSettings,
+  root: string,
+  model: string,
+  data: string,
+  aggregator: RunConfig["aggregator"],
+  gamma: number,
+  seed: number,
+): Promise<Result> {
+  const name = `${aggregator}-g${gamma}-s${seed}`;
+  const out = `${root}/${name}`;
+  try {
+    const summary = JSON.parse(await Deno.readTextFile(`${out}/summary.json`)) as RunSummaryFile;
+    console.error(`minilm_glue: ${s.task} ${name}: reusing ${out}/summary.json`);
+    return { aggregator, gamma, seed, summary };
+  } catch {
+    // not run yet
+  }
+  const cfg = resolveRunConfig({
+    ...s,
+    name,
+    model,
+    data,
+    aggregator,
+    gamma,
+    seed,
+    mode: "subadapter",
+    mask: "bernoulli",
+    out,
+  });
+  const t0 = performance.now();
+  const summary = await trainRun(cfg, { quiet: true });
+  console.error(
+    `minilm_glue: ${s.task} ${name}: final dev ${summary.finalDev.toFixed(4)}, best ${
+      summary.bestDev.toFixed(4)
+    }, gap ${summary.finalGap.toFixed(4)}, ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+  );
+  return { aggregator, gamma, seed, summary };
+}
+
+function groups(results: Result[]): { aggregator: string; gamma: number; runs: Result[] }[] {
+  const out: { aggregator: string; gamma: number; runs: Result[] }[] = [];
+  for (const r of results) {
+    let g = out.find((x) => x.aggregator === r.aggregator && x.gamma === r.gamma);
+    if (!g) out.push(g = { aggregator: r.aggregator, gamma: r.gamma, runs: [] });
+    g.runs.push(r);
+  }
+  return out;
+}
+
+/** The results table as CSV and Markdown (mean ± sd over seeds). */
+export function resultsTables(results: Result[], metric: string): { csv: string; md: string } {
+  const fmt = (xs: number[], d = 4) => {
+    const { mean, sd } = meanSd(xs);
+    return `${mean.toFixed(d)} ± ${sd.toFixed(d)}`;
+  };
+  const csvRows = [
+    "aggregator,gamma,seeds,final_dev_mean,final_dev_sd,best_dev_mean,best_dev_sd,final_train_mean,gap_mean,gap_sd,bytes_up_mean,seconds_mean",
+  ];
+  const md = [
+    `| aggregator | γ | seeds | final dev ${metric} | best dev ${metric} | final train ${metric} | train − dev gap | MB uploaded | s per run |`,
+    "|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const g of groups(results)) {
+    const f = g.runs.map((r) => r.summary.finalDev), b = g.runs.map((r) => r.summary.bestDev);
+    const t = g.runs.map((r) => r.summary.finalTrain), gap = g.runs.map((r) => r.summary.finalGap);
+    const up = g.runs.map((r) => r.summary.bytesUp), sec = g.runs.map((r) => r.summary.seconds);
+    const n = g.runs.length;
+    const ms = (xs: number[]) => meanSd(xs);
+    csvRows.push(
+      [
+        g.aggregator,
+        g.gamma,
+        n,
+        ms(f).mean,
+        ms(f).sd,
+        ms(b).mean,
+        ms(b).sd,
+        ms(t).mean,
+        ms(gap).mean,
+        ms(gap).sd,
+        ms(up).mean,
+        ms(sec).mean,
+      ].map((v) => typeof v === "number" && !Number.isInteger(v) ? v.toFixed(6) : String(v)).join(","),
+    );
+    md.push(
+      `| ${g.aggregator} | ${g.gamma} | ${n} | ${fmt(f)} | ${fmt(b)} | ${fmt(t)} | ${fmt(gap)} | ${
+        (ms(up).mean / 1e6).toFixed(2)
+      } | ${ms(sec).mean.toFixed(0)} |`,
+    );
+  }
+  return { csv: csvRows.join("\n") + "\n", md: md.join("\n") + "\n" };
+}
+
+async function main(): Promise<void> {
+  const { values: v, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      model: { type: "string", default: "models/minilm" },
+      data: { type: "string", default: new URL("../../shared/data/glue", import.meta.url).pathname },
+      out: { type: "string", default: "runs/minilm_glue" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const task = positionals[0];
+  if (v.help || !task || !(task in TASKS)) {
+    console.error(
+      `usage: deno run -A --unstable-webgpu experiments/minilm_glue.ts ${
+        Object.keys(TASKS).join("|")
+      } [--model DIR] [--data GLUE_DIR] [--out DIR]\n` +
+        `  --model: a MiniLM folder from \`deno task fetch-model minilm --out DIR\` [models/minilm]\n` +
+        `  --data: GLUE folder with <TASK>/{train,dev}.tsv [../shared/data/glue]`,
+    );
+    Deno.exit(v.help ? 0 : 2);
+  }
+  const s = TASKS[task];
+  const root = `${v.out}/${task}`;
+  for (const [what, path] of [["model", `${v.model}/config.json`], ["data", v.data!]]) {
+    try {
+      await Deno.stat(path!);
+    } catch {
+      console.error(`minilm_glue: --${what} ${path} does not exist (see --help)`);
+      Deno.exit(2);
+    }
+  }
+  const t0 = performance.now();
+  const results: Result[] = [];
+  const total = GAMMAS.length * SEEDS.length + 4 * SEEDS.length;
+  const progress = () => {
+    const done = results.length, el = (performance.now() - t0) / 1000;
+    const eta = done > 0 ? (el / done) * (total - done) : NaN;
+    console.error(`minilm_glue: ${done}/${total} runs, ${el.toFixed(0)} s elapsed, ETA ${eta.toFixed(0)} s`);
+  };
+  // Phase 1: FedEx with the sub-adapter mode over the γ sweep.
+  for (const gamma of GAMMAS) {
+    for (const seed of SEEDS) {
+      results.push(await runOne(s, root, v.model!, v.data!, "fedex", gamma, seed));
+      progress();
+    }
+  }
+  // The γ with the highest mean best dev metric (ties: the smaller γ).
+  let bestGamma = GAMMAS[0], bestMean = -Infinity;
+  for (const g of groups(results)) {
+    const m = meanSd(g.runs.map((r) => r.summary.bestDev)).mean;
+    if (m > bestMean + 1e-12) [bestGamma, bestMean] = [g.gamma, m];
+  }
+  console.error(`minilm_glue: ${task}: best γ by mean best dev = ${bestGamma}`);
+  // Phase 2: FedAvg and FFA-LoRA at γ = 0 and the best γ.
+  const phase2 = bestGamma === 0 ? [0] : [0, bestGamma];
+  for (const aggregator of ["fedavg", "ffa"] as const) {
+    for (const gamma of phase2) {
+      for (const seed of SEEDS) {
+        results.push(await runOne(s, root, v.model!, v.data!, aggregator, gamma, seed));
+        progress();
+      }
+    }
+  }
+  const metric = results[0].summary.mainMetric;
+  const { csv, md } = resultsTables(results, metric);
+  await writeTextAtomic(`${root}/results.csv`, csv);
+  const wall = (performance.now() - t0) / 1000;
+  await writeTextAtomic(
+    `${root}/results.md`,
+    `# ${task}: MiniLM-L6 + LoRA (q,v r8), ${s.devices} devices, mean ± sd over seeds ${
+      SEEDS.join(", ")
+    }\n\n` +
+      `Settings: ${JSON.stringify(s)}; best γ (FedEx, by mean best dev) = ${bestGamma}. ` +
+      `Wall time of this invocation: ${
+        wall.toFixed(0)
+      } s (runs reused from earlier invocations count 0).\n\n${md}`,
+  );
+  const fedex = groups(results).filter((g) => g.aggregator === "fedex");
+  const line = (pick: (r: RunSummaryFile) => number) =>
+    fedex.map((g) => [g.gamma, meanSd(g.runs.map((r) => pick(r.summary))).mean] as [number, number]);
+  await writeTextAtomic(
+    `${root}/dev_vs_gamma.svg`,
+    lineChartSvg({
+      title: `${task}: FedEx + FedLoDrop, mean over ${SEEDS.length} seeds`,
+      xLabel: "dropout rate γ",
+      yLabel: metric,
+      series: [
+        { name: "final dev", points: line((r) => r.finalDev) },
+        { name: "best dev", points: line((r) => r.bestDev) },
+        { name: "final train", points: line((r) => r.finalTrain) },
+      ],
+    }),
+  );
+  await writeTextAtomic(
+    `${root}/gap_vs_gamma.svg`,
+    lineChartSvg({
+      title: `${task}: train − dev gap (final round), mean over ${SEEDS.length} seeds`,
+      xLabel: "dropout rate γ",
+      yLabel: `train − dev ${metric}`,
+      series: [{ name: "gap", points: line((r) => r.finalGap) }],
+    }),
+  );
+  console.log(md);
+  console.log(`minilm_glue: ${task} done in ${wall.toFixed(0)} s; files in ${root}/`);
+}
+
+if (import.meta.main) await main();
