@@ -95,16 +95,18 @@ async function runOne(
   aggregator: RunConfig["aggregator"],
   gamma: number,
   seed: number,
-): Promise<Result> {
+  reportOnly: boolean,
+): Promise<Result | null> {
   const name = `${aggregator}-g${gamma}-s${seed}`;
   const out = `${root}/${name}`;
   try {
     const summary = JSON.parse(await Deno.readTextFile(`${out}/summary.json`)) as RunSummaryFile;
-    console.error(`minilm_glue: ${s.task} ${name}: reusing ${out}/summary.json`);
+    if (!reportOnly) console.error(`minilm_glue: ${s.task} ${name}: reusing ${out}/summary.json`);
     return { aggregator, gamma, seed, summary };
   } catch {
     // not run yet
   }
+  if (reportOnly) return null;
   const cfg = resolveRunConfig({
     ...s,
     name,
@@ -189,6 +191,7 @@ async function main(): Promise<void> {
       model: { type: "string", default: "models/minilm" },
       data: { type: "string", default: new URL("../../shared/data/glue", import.meta.url).pathname },
       out: { type: "string", default: "runs/minilm_glue" },
+      "report-only": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -197,9 +200,10 @@ async function main(): Promise<void> {
     console.error(
       `usage: deno run -A --unstable-webgpu experiments/minilm_glue.ts ${
         Object.keys(TASKS).join("|")
-      } [--model DIR] [--data GLUE_DIR] [--out DIR]\n` +
+      } [--model DIR] [--data GLUE_DIR] [--out DIR] [--report-only]\n` +
         `  --model: a MiniLM folder from \`deno task fetch-model minilm --out DIR\` [models/minilm]\n` +
-        `  --data: GLUE folder with <TASK>/{train,dev}.tsv [../shared/data/glue]`,
+        `  --data: GLUE folder with <TASK>/{train,dev}.tsv [../shared/data/glue]\n` +
+        `  --report-only: write the tables and plots from the runs finished so far, run nothing`,
     );
     Deno.exit(v.help ? 0 : 2);
   }
@@ -214,7 +218,11 @@ async function main(): Promise<void> {
     }
   }
   const t0 = performance.now();
+  const reportOnly = !!v["report-only"];
   const results: Result[] = [];
+  const add = (r: Result | null) => {
+    if (r) results.push(r);
+  };
   const total = GAMMAS.length * SEEDS.length + 4 * SEEDS.length;
   const progress = () => {
     const done = results.length, el = (performance.now() - t0) / 1000;
@@ -224,7 +232,7 @@ async function main(): Promise<void> {
   // Phase 1: FedEx with the sub-adapter mode over the γ sweep.
   for (const gamma of GAMMAS) {
     for (const seed of SEEDS) {
-      results.push(await runOne(s, root, v.model!, v.data!, "fedex", gamma, seed));
+      add(await runOne(s, root, v.model!, v.data!, "fedex", gamma, seed, reportOnly));
       progress();
     }
   }
@@ -240,10 +248,14 @@ async function main(): Promise<void> {
   for (const aggregator of ["fedavg", "ffa"] as const) {
     for (const gamma of phase2) {
       for (const seed of SEEDS) {
-        results.push(await runOne(s, root, v.model!, v.data!, aggregator, gamma, seed));
+        add(await runOne(s, root, v.model!, v.data!, aggregator, gamma, seed, reportOnly));
         progress();
       }
     }
+  }
+  if (results.length === 0) {
+    console.error(`minilm_glue: ${task}: no finished runs in ${root}`);
+    Deno.exit(1);
   }
   const metric = results[0].summary.mainMetric;
   const { csv, md } = resultsTables(results, metric);
@@ -255,7 +267,7 @@ async function main(): Promise<void> {
       SEEDS.join(", ")
     }\n\n` +
       `Settings: ${JSON.stringify(s)}; best γ (FedEx, by mean best dev) = ${bestGamma}. ` +
-      `Wall time of this invocation: ${
+      `${results.length} of ${total} runs finished. Wall time of this invocation: ${
         wall.toFixed(0)
       } s (runs reused from earlier invocations count 0).\n\n${md}`,
   );
