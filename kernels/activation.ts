@@ -11,7 +11,8 @@
  * @module
  */
 import type { Recorder } from "./recorder.ts";
-import { ELEMENTWISE_WORKGROUP, linearGrid, requireDistinct, requireElements } from "./elementwise.ts";
+import { requireDistinct, requireElements } from "./elementwise.ts";
+import { elementwiseMap } from "./elementwise_map.ts";
 import { erfcRef } from "./reference/activation.ts";
 
 /** Taylor coefficients of erf(z)/z in powers of z²: 2/√π · (−1)ⁿ / (n!·(2n+1)), n = 0..16 (float64 on the host). */
@@ -114,69 +115,33 @@ fn normal_cdf(x: f32) -> f32 {
 }
 `;
 
-const WG = ELEMENTWISE_WORKGROUP;
-const HEAD = `
-struct P { n: u32, stride: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-`;
-const ENTRY = `@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let i = g.x + g.y * p.stride;
-  if (i >= p.n) { return; }`;
-
-const GELU_WGSL = ERF_WGSL + HEAD + `
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${ENTRY}
-  let v = x[i];
-  y[i] = v * normal_cdf(v);
-}`;
-
-const GELU_BACKWARD_WGSL = ERF_WGSL + HEAD + `
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-${ENTRY}
-  let v = x[i];
-  let pdf = exp(-0.5 * v * v) * 0.3989422804014327;
-  dx[i] = dy[i] * (normal_cdf(v) + v * pdf);
-}`;
-
+const GELU_OP = "return v0 * normal_cdf(v0);";
+const GELU_BACKWARD_OP = `let pdf = exp(-0.5 * v0 * v0) * 0.3989422804014327;
+  return v1 * (normal_cdf(v0) + v0 * pdf);`;
 // tanh saturates to ±1 in f32 beyond |x| = 9.1; clamping avoids inf/inf in exp-based implementations.
-const TANH_WGSL = HEAD + `
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${ENTRY}
-  y[i] = tanh(clamp(x[i], -10.0, 10.0));
-}`;
-
-const TANH_BACKWARD_WGSL = HEAD + `
-@group(0) @binding(1) var<storage, read> y: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-${ENTRY}
-  let t = y[i];
-  dx[i] = dy[i] * ((1.0 - t) * (1.0 + t));  // no cancellation when |t| is near 1
-}`;
+const TANH_OP = "return tanh(clamp(v0, -10.0, 10.0));";
+// from the saved output t = v0: (1 − t)(1 + t) has no cancellation when |t| is near 1
+const TANH_BACKWARD_OP = "return v1 * ((1.0 - v0) * (1.0 + v0));";
 
 function launch(
   rec: Recorder,
   label: string,
-  code: string,
-  buffers: GPUBuffer[],
+  prelude: string,
+  op: string,
+  inputs: GPUBuffer[],
+  out: GPUBuffer,
   n: number,
   flopsPerElement: number,
 ): void {
-  const { groups, stride } = linearGrid(rec, n, WG);
-  rec.dispatch({
-    pipeline: rec.gpu.pipeline(label, code),
-    buffers,
-    u32: [n, stride],
-    groups,
+  elementwiseMap(rec, {
     label,
-    shape: `${n}`,
-    flops: flopsPerElement * n,
-    bytes: 4 * n * buffers.length,
+    prelude,
+    op,
+    inputs,
+    out,
+    n,
+    flopsPerElement,
+    bytesPerElement: 4 * (inputs.length + 1),
   });
 }
 
@@ -193,7 +158,7 @@ export function gelu(rec: Recorder, a: { x: GPUBuffer; y: GPUBuffer; n: number }
   requireElements(k, "x", a.x, a.n);
   requireElements(k, "y", a.y, a.n);
   requireDistinct(k, ["x", "y"], [a.x, a.y]);
-  launch(rec, k, GELU_WGSL, [a.x, a.y], a.n, 60);
+  launch(rec, k, ERF_WGSL, GELU_OP, [a.x], a.y, a.n, 60);
 }
 
 /** GELU backward from the saved input: `dx = dy·(Φ(x) + x·φ(x))` (dx must differ from x and dy). */
@@ -207,7 +172,7 @@ export function geluBackward(
   requireElements(k, "dx", a.dx, a.n);
   requireDistinct(k, ["x", "dx"], [a.x, a.dx]);
   requireDistinct(k, ["dy", "dx"], [a.dy, a.dx]);
-  launch(rec, k, GELU_BACKWARD_WGSL, [a.x, a.dy, a.dx], a.n, 65);
+  launch(rec, k, ERF_WGSL, GELU_BACKWARD_OP, [a.x, a.dy], a.dx, a.n, 65);
 }
 
 /** `y = tanh(x)` over n elements (x and y must differ). */
@@ -216,7 +181,7 @@ export function tanhForward(rec: Recorder, a: { x: GPUBuffer; y: GPUBuffer; n: n
   requireElements(k, "x", a.x, a.n);
   requireElements(k, "y", a.y, a.n);
   requireDistinct(k, ["x", "y"], [a.x, a.y]);
-  launch(rec, k, TANH_WGSL, [a.x, a.y], a.n, 10);
+  launch(rec, k, "", TANH_OP, [a.x], a.y, a.n, 10);
 }
 
 /** tanh backward from the saved output: `dx = dy·(1 − y²)` (dx must differ from y and dy). */
@@ -230,5 +195,5 @@ export function tanhBackward(
   requireElements(k, "dx", a.dx, a.n);
   requireDistinct(k, ["y", "dx"], [a.y, a.dx]);
   requireDistinct(k, ["dy", "dx"], [a.dy, a.dx]);
-  launch(rec, k, TANH_BACKWARD_WGSL, [a.y, a.dy, a.dx], a.n, 3);
+  launch(rec, k, "", TANH_BACKWARD_OP, [a.y, a.dy], a.dx, a.n, 3);
 }

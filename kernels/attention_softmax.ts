@@ -15,6 +15,7 @@ import type { Recorder } from "./recorder.ts";
 import { RNG_WGSL } from "./rng.ts";
 import { linearGrid, requireCount, requireDistinct, requireElements } from "./elementwise.ts";
 import { type DropoutKey, requireDropout } from "./dropout.ts";
+import { canStageFlat, FLAT_TEXEL_WGSL, stageFlat } from "./texture_stage.ts";
 
 const WG = 64;
 
@@ -83,6 +84,110 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   for (var j = 0u; j < p.seq; j++) { dScores[base + j] = probs[base + j] * (grad_probs(base + j) - dot); }
 }`;
 
+/** `stmt` repeated for the components x, y, z, w with `$c` replaced. */
+function perComponent(stmt: string): string {
+  return ["x", "y", "z", "w"].map((c) => stmt.replaceAll("$c", c)).join("\n");
+}
+
+// The same arithmetic in the same order with scores, keyMask (forward), dProbsDropped and probs (backward) read
+// from flat-staged textures (texture_stage.ts) and the outputs written as vec4 (seq % 4 == 0): on llvmpipe
+// scalar storage-buffer accesses cost ~10 ns per lane, texture loads and vec4 stores are vectorised. The
+// forward recomputes exp in its last loop instead of reading the unnormalised probabilities back.
+const FORWARD_TEX_WGSL = (withDropout: boolean) =>
+  (withDropout ? RNG_WGSL : "") + FLAT_TEXEL_WGSL + `
+struct P { n: u32, stride: u32, seq: u32, rowsPerBatch: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var S: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var M: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(3) var<storage, read_write> probs: array<vec4<f32>>;
+${withDropout ? "@group(0) @binding(4) var<storage, read_write> probsDropped: array<vec4<f32>>;" : ""}
+fn exps(sv: vec4<f32>, mv: vec4<f32>, mx: f32) -> vec4<f32> {
+  var e = vec4<f32>(0.0);
+${perComponent("  if (mv.$c != 0.0) { e.$c = exp(sv.$c - mx); }")}
+  return e;
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let r = g.x + g.y * p.stride;
+  if (r >= p.n) { return; }
+  let s4 = p.seq / 4u;
+  let base4 = r * s4;
+  let mbase4 = (r / p.rowsPerBatch) * s4;
+  var mx = -3.4028234663852886e38;
+  var real = 0u;
+  for (var j = 0u; j < s4; j++) {
+    let sv = textureLoad(S, flat_texel(base4 + j));
+    let mv = textureLoad(M, flat_texel(mbase4 + j));
+${perComponent("    if (mv.$c != 0.0) { mx = max(mx, sv.$c); real++; }")}
+  }
+  var sum = 0.0;
+  for (var j = 0u; j < s4; j++) {
+    let e = exps(textureLoad(S, flat_texel(base4 + j)), textureLoad(M, flat_texel(mbase4 + j)), mx);
+${perComponent("    sum += e.$c;")}
+  }
+  // all keys padded: uniform row (HF's additive finfo.min mask gives the same)
+  let allPad = real == 0u;
+  let inv = select(1.0 / sum, 0.0, allPad);
+  let u = 1.0 / f32(p.seq);
+  for (var j = 0u; j < s4; j++) {
+    let e = exps(textureLoad(S, flat_texel(base4 + j)), textureLoad(M, flat_texel(mbase4 + j)), mx);
+    let pr = select(e * inv, vec4<f32>(u), allPad);
+    probs[base4 + j] = pr;
+    ${
+    withDropout
+      ? `let i = (base4 + j) * 4u;
+    probsDropped[base4 + j] = vec4<f32>(
+      select(0.0, pr.x * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i)),
+      select(0.0, pr.y * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i + 1u)),
+      select(0.0, pr.z * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i + 2u)),
+      select(0.0, pr.w * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i + 3u)));`
+      : ""
+  }
+  }
+}`;
+
+const BACKWARD_TEX_WGSL = (withDropout: boolean) =>
+  (withDropout ? RNG_WGSL : "") + FLAT_TEXEL_WGSL + `
+struct P { n: u32, stride: u32, seq: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var DP: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var PR: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(3) var<storage, read_write> dScores: array<vec4<f32>>;
+fn grad_probs(t: u32) -> vec4<f32> {
+  let v = textureLoad(DP, flat_texel(t));
+  ${
+    withDropout
+      ? `let i = t * 4u;
+  return vec4<f32>(
+    select(0.0, v.x * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i)),
+    select(0.0, v.y * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i + 1u)),
+    select(0.0, v.z * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i + 2u)),
+    select(0.0, v.w * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i + 3u)));`
+      : "return v;"
+  }
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let r = g.x + g.y * p.stride;
+  if (r >= p.n) { return; }
+  let base4 = r * (p.seq / 4u);
+  var dot = 0.0;
+  for (var j = 0u; j < p.seq / 4u; j++) {
+    let gp = grad_probs(base4 + j);
+    let pr = textureLoad(PR, flat_texel(base4 + j));
+${perComponent("    dot += gp.$c * pr.$c;")}
+  }
+  for (var j = 0u; j < p.seq / 4u; j++) {
+    dScores[base4 + j] = textureLoad(PR, flat_texel(base4 + j)) * (grad_probs(base4 + j) - dot);
+  }
+}`;
+
+/** Whether the texture-staged kernels can take a [batch, heads, seq, seq] problem on this adapter. */
+function staged(rec: Recorder, batch: number, heads: number, seq: number): boolean {
+  const n = batch * heads * seq * seq;
+  return seq % 4 === 0 && canStageFlat(rec.gpu, n) && canStageFlat(rec.gpu, batch * seq);
+}
+
 function checkShape(k: string, batch: number, heads: number, seq: number): number {
   requireCount(k, "batch", batch);
   requireCount(k, "heads", heads);
@@ -135,9 +240,15 @@ export function attentionSoftmax(
   const rows = a.batch * a.heads * a.seq;
   const key = a.dropKey ?? [0, 0, 0, 0];
   const { groups, stride } = linearGrid(rec, rows, WG);
+  const tex = n > 0 && staged(rec, a.batch, a.heads, a.seq);
+  const ins = tex
+    ? [stageFlat(rec, "softmaxS", a.scores, n), stageFlat(rec, "softmaxM", a.keyMask, a.batch * a.seq)]
+    : [a.scores, a.keyMask];
   rec.dispatch({
-    pipeline: rec.gpu.pipeline(`attention-softmax-${drop ? "drop" : "plain"}`, FORWARD_WGSL(drop)),
-    buffers: drop ? [a.scores, a.keyMask, a.probs, a.probsDropped!] : [a.scores, a.keyMask, a.probs],
+    pipeline: tex
+      ? rec.gpu.pipeline(`attention-softmax-tex-${drop ? "drop" : "plain"}`, FORWARD_TEX_WGSL(drop))
+      : rec.gpu.pipeline(`attention-softmax-${drop ? "drop" : "plain"}`, FORWARD_WGSL(drop)),
+    buffers: drop ? [...ins, a.probs, a.probsDropped!] : [...ins, a.probs],
     u32: [rows, stride, a.seq, a.heads * a.seq, key[0], key[1], key[2], key[3]],
     f32: [p, 1 / (1 - p)],
     groups,
@@ -181,9 +292,14 @@ export function attentionSoftmaxBackward(
   const rows = a.batch * a.heads * a.seq;
   const key = a.dropKey ?? [0, 0, 0, 0];
   const { groups, stride } = linearGrid(rec, rows, WG);
+  const tex = n > 0 && staged(rec, a.batch, a.heads, a.seq);
   rec.dispatch({
-    pipeline: rec.gpu.pipeline(`attention-softmax-backward-${drop ? "drop" : "plain"}`, BACKWARD_WGSL(drop)),
-    buffers: [a.dProbsDropped, a.probs, a.dScores],
+    pipeline: tex
+      ? rec.gpu.pipeline(`attention-softmax-backward-tex-${drop ? "drop" : "plain"}`, BACKWARD_TEX_WGSL(drop))
+      : rec.gpu.pipeline(`attention-softmax-backward-${drop ? "drop" : "plain"}`, BACKWARD_WGSL(drop)),
+    buffers: tex
+      ? [stageFlat(rec, "softmaxDP", a.dProbsDropped, n), stageFlat(rec, "softmaxP", a.probs, n), a.dScores]
+      : [a.dProbsDropped, a.probs, a.dScores],
     u32: [rows, stride, a.seq, key[0], key[1], key[2], key[3]],
     f32: [p, 1 / (1 - p)],
     groups,

@@ -8,7 +8,8 @@
  */
 import type { Recorder } from "./recorder.ts";
 import { RNG_WGSL } from "./rng.ts";
-import { ELEMENTWISE_WORKGROUP, linearGrid, requireDistinct, requireElements } from "./elementwise.ts";
+import { requireDistinct, requireElements } from "./elementwise.ts";
+import { elementwiseMap } from "./elementwise_map.ts";
 
 /** A dropout key: four u32 words (e.g. seed, Purpose.dropout, step, tensor id) fed to `keep_key5`. */
 export type DropoutKey = readonly [number, number, number, number];
@@ -25,33 +26,6 @@ export function requireDropout(kernel: string, p: number, key: DropoutKey | unde
   }
 }
 
-const WG = ELEMENTWISE_WORKGROUP;
-const DROPOUT_WGSL = (accumulate: boolean) =>
-  RNG_WGSL + `
-struct P { n: u32, stride: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let i = g.x + g.y * p.stride;
-  if (i >= p.n) { return; }
-  let keep = keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i);
-  let v = select(0.0, x[i] * p.scale, keep);
-  ${accumulate ? "y[i] = y[i] + v;" : "y[i] = v;"}
-}`;
-
-const DROPOUT_IN_PLACE_WGSL = RNG_WGSL + `
-struct P { n: u32, stride: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let i = g.x + g.y * p.stride;
-  if (i >= p.n) { return; }
-  x[i] = select(0.0, x[i] * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i));
-}`;
-
 function record(
   rec: Recorder,
   kernel: string,
@@ -62,23 +36,23 @@ function record(
   key: DropoutKey,
   accumulate: boolean,
 ): void {
-  const { groups, stride } = linearGrid(rec, n, WG);
   const inPlace = x === y;
   if (inPlace && accumulate) {
     throw new Error(`${kernel}: accumulate needs different input and output buffers`);
   }
-  rec.dispatch({
-    pipeline: inPlace
-      ? rec.gpu.pipeline("dropout-in-place", DROPOUT_IN_PLACE_WGSL)
-      : rec.gpu.pipeline(`dropout-${accumulate ? "acc" : "set"}`, DROPOUT_WGSL(accumulate)),
-    buffers: inPlace ? [x] : [x, y],
-    u32: [n, stride, key[0], key[1], key[2], key[3]],
-    f32: [p, 1 / (1 - p)],
-    groups,
+  // keep decision keyed by the flat element index i, exactly as the float64 reference does
+  const v = "select(0.0, v0 * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i))";
+  elementwiseMap(rec, {
     label: kernel,
-    shape: `${n}`,
-    flops: n,
-    bytes: 4 * n * (accumulate ? 3 : 2),
+    prelude: RNG_WGSL,
+    op: accumulate ? `return v1 + ${v};` : `return ${v};`,
+    u32: [["k0", key[0]], ["k1", key[1]], ["k2", key[2]], ["k3", key[3]]],
+    f32: [["p", p], ["scale", 1 / (1 - p)]],
+    inputs: accumulate ? [x, y] : [x],
+    out: y,
+    n,
+    flopsPerElement: 1,
+    bytesPerElement: 4 * (accumulate ? 3 : 2),
   });
 }
 

@@ -7,6 +7,7 @@
  * @module
  */
 import type { Recorder } from "./recorder.ts";
+import { elementwiseMap } from "./elementwise_map.ts";
 
 /** Invocations per workgroup of the 1-D elementwise kernels. */
 export const ELEMENTWISE_WORKGROUP = 64;
@@ -92,14 +93,6 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let i = g.x + g.y * p.stride;
   if (i >= p.n) { return; }`;
 
-const ADD_WGSL = HEAD("n: u32, stride: u32") + `
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> o: array<f32>;
-${ENTRY}
-  o[i] = a[i] + b[i];
-}`;
-
 /**
  * `out = a + b` over `n` elements (`out` may not alias `a` or `b`). flops n, bytes 12n.
  *
@@ -115,25 +108,16 @@ export function add(rec: Recorder, a: { a: GPUBuffer; b: GPUBuffer; out: GPUBuff
   requireElements(k, "out", a.out, a.n);
   requireDistinct(k, ["a", "out"], [a.a, a.out]);
   requireDistinct(k, ["b", "out"], [a.b, a.out]);
-  const { groups, stride } = linearGrid(rec, a.n, WG);
-  rec.dispatch({
-    pipeline: rec.gpu.pipeline("add", ADD_WGSL),
-    buffers: [a.a, a.b, a.out],
-    u32: [a.n, stride],
-    groups,
+  elementwiseMap(rec, {
     label: "add",
-    shape: `${a.n}`,
-    flops: a.n,
-    bytes: 12 * a.n,
+    op: "return v0 + v1;",
+    inputs: [a.a, a.b],
+    out: a.out,
+    n: a.n,
+    flopsPerElement: 1,
+    bytesPerElement: 12,
   });
 }
-
-const ADD_IN_PLACE_WGSL = HEAD("n: u32, stride: u32, alpha: f32") + `
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${ENTRY}
-  y[i] = y[i] + p.alpha * x[i];
-}`;
 
 /** `y += alpha·x` over `n` elements (alpha defaults to 1; x and y must differ). flops 2n, bytes 12n. */
 export function addInPlace(
@@ -146,17 +130,15 @@ export function addInPlace(
   requireElements(k, "y", a.y, a.n);
   requireFinite(k, "alpha", alpha);
   requireDistinct(k, ["x", "y"], [a.x, a.y]);
-  const { groups, stride } = linearGrid(rec, a.n, WG);
-  rec.dispatch({
-    pipeline: rec.gpu.pipeline("add-in-place", ADD_IN_PLACE_WGSL),
-    buffers: [a.x, a.y],
-    u32: [a.n, stride],
-    f32: [alpha],
-    groups,
+  elementwiseMap(rec, {
     label: "addInPlace",
-    shape: `${a.n}`,
-    flops: 2 * a.n,
-    bytes: 12 * a.n,
+    op: "return v1 + p.alpha * v0;",
+    f32: [["alpha", alpha]],
+    inputs: [a.x, a.y],
+    out: a.y,
+    n: a.n,
+    flopsPerElement: 2,
+    bytesPerElement: 12,
   });
 }
 

@@ -12,6 +12,7 @@
  */
 import type { Recorder } from "./recorder.ts";
 import { linearGrid, requireCount, requireDistinct, requireElements, requireFinite } from "./elementwise.ts";
+import { canStageMatrix, stageMatrix } from "./texture_stage.ts";
 
 const WG = 64;
 
@@ -72,6 +73,87 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   }
 }`;
 
+// The same arithmetic in the same order, with x, dy, gamma, beta (and dx when accumulating) read from
+// textures staged by texture_stage.ts and y/dx written as vec4 (cols % 64 == 0): llvmpipe's scalar
+// storage-buffer loads and stores cost ~10 ns per lane, texture loads and vec4 stores are vectorised.
+const TEX = (name: string, i: number) =>
+  `@group(0) @binding(${i}) var ${name}: texture_storage_2d<rgba32float, read>;`;
+const FORWARD_TEX_WGSL = `
+struct P { n: u32, stride: u32, cols: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+${TEX("X", 1)}
+${TEX("G", 2)}
+${TEX("B", 3)}
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> rstd: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let r = g.x + g.y * p.stride;
+  if (r >= p.n) { return; }
+  let c4 = p.cols / 4u;
+  var s = 0.0;
+  for (var c = 0u; c < c4; c++) {
+    let v = textureLoad(X, vec2<u32>(c, r));
+    s += v.x; s += v.y; s += v.z; s += v.w;
+  }
+  let mu = s / f32(p.cols);
+  var v = 0.0;
+  for (var c = 0u; c < c4; c++) {
+    let d = textureLoad(X, vec2<u32>(c, r)) - mu;
+    v += d.x * d.x; v += d.y * d.y; v += d.z * d.z; v += d.w * d.w;
+  }
+  let rs = 1.0 / sqrt(v / f32(p.cols) + p.eps);
+  mean[r] = mu;
+  rstd[r] = rs;
+  let base4 = r * c4;
+  for (var c = 0u; c < c4; c++) {
+    let t = vec2<u32>(c, 0u);
+    y[base4 + c] = (textureLoad(X, vec2<u32>(c, r)) - mu) * rs * textureLoad(G, t) + textureLoad(B, t);
+  }
+}`;
+
+const BACKWARD_TEX_WGSL = (accumulate: boolean) => `
+struct P { n: u32, stride: u32, cols: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+${TEX("DY", 1)}
+${TEX("X", 2)}
+${TEX("G", 3)}
+@group(0) @binding(4) var<storage, read> mean: array<f32>;
+@group(0) @binding(5) var<storage, read> rstd: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<vec4<f32>>;
+${accumulate ? TEX("DX", 7) : ""}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let r = g.x + g.y * p.stride;
+  if (r >= p.n) { return; }
+  let c4 = p.cols / 4u;
+  let mu = mean[r];
+  let rs = rstd[r];
+  var sg = 0.0;
+  var sgx = 0.0;
+  for (var c = 0u; c < c4; c++) {
+    let gv = textureLoad(DY, vec2<u32>(c, r)) * textureLoad(G, vec2<u32>(c, 0u));
+    let xc = textureLoad(X, vec2<u32>(c, r)) - mu;
+    sg += gv.x;
+    sgx += gv.x * xc.x * rs;
+    sg += gv.y;
+    sgx += gv.y * xc.y * rs;
+    sg += gv.z;
+    sgx += gv.z * xc.z * rs;
+    sg += gv.w;
+    sgx += gv.w * xc.w * rs;
+  }
+  sg = sg / f32(p.cols);
+  sgx = sgx / f32(p.cols);
+  let base4 = r * c4;
+  for (var c = 0u; c < c4; c++) {
+    let xh = (textureLoad(X, vec2<u32>(c, r)) - mu) * rs;
+    let v = rs * (textureLoad(DY, vec2<u32>(c, r)) * textureLoad(G, vec2<u32>(c, 0u)) - sg - xh * sgx);
+    ${accumulate ? "dx[base4 + c] = textureLoad(DX, vec2<u32>(c, r)) + v;" : "dx[base4 + c] = v;"}
+  }
+}`;
+
 /**
  * LayerNorm forward: `y = (x − mean)·rstd·gamma + beta` row-wise, rstd = 1/sqrt(var + eps); writes mean and
  * rstd [rows] for the backward pass. x, y: [rows, cols]; gamma, beta: [cols]. y must not alias x.
@@ -110,9 +192,21 @@ export function layerNorm(
   requireElements(k, "rstd", a.rstd, a.rows);
   requireDistinct(k, ["x", "y", "mean", "rstd"], [a.x, a.y, a.mean, a.rstd]);
   const { groups, stride } = linearGrid(rec, a.rows, WG);
+  const staged = canStageMatrix(rec.gpu, a.rows, a.cols);
   rec.dispatch({
-    pipeline: rec.gpu.pipeline("layernorm", FORWARD_WGSL),
-    buffers: [a.x, a.gamma, a.beta, a.y, a.mean, a.rstd],
+    pipeline: staged
+      ? rec.gpu.pipeline("layernorm-tex", FORWARD_TEX_WGSL)
+      : rec.gpu.pipeline("layernorm", FORWARD_WGSL),
+    buffers: staged
+      ? [
+        stageMatrix(rec, "lnX", a.x, a.rows, a.cols),
+        stageMatrix(rec, "lnG", a.gamma, 1, a.cols),
+        stageMatrix(rec, "lnB", a.beta, 1, a.cols),
+        a.y,
+        a.mean,
+        a.rstd,
+      ]
+      : [a.x, a.gamma, a.beta, a.y, a.mean, a.rstd],
     u32: [a.rows, stride, a.cols],
     f32: [a.eps],
     groups,
@@ -163,9 +257,23 @@ export function layerNormBackward(
   }
   const acc = a.accumulate ?? false;
   const { groups, stride } = linearGrid(rec, a.rows, WG);
+  const staged = canStageMatrix(rec.gpu, a.rows, a.cols);
+  const tex = (role: string, b: GPUBuffer, rows: number) => stageMatrix(rec, role, b, rows, a.cols);
   rec.dispatch({
-    pipeline: rec.gpu.pipeline(`layernorm-backward-${acc ? "acc" : "set"}`, BACKWARD_WGSL(acc)),
-    buffers: [a.dy, a.x, a.gamma, a.mean, a.rstd, a.dx],
+    pipeline: staged
+      ? rec.gpu.pipeline(`layernorm-backward-tex-${acc ? "acc" : "set"}`, BACKWARD_TEX_WGSL(acc))
+      : rec.gpu.pipeline(`layernorm-backward-${acc ? "acc" : "set"}`, BACKWARD_WGSL(acc)),
+    buffers: staged
+      ? [
+        tex("lnDY", a.dy, a.rows),
+        tex("lnX", a.x, a.rows),
+        tex("lnG", a.gamma, 1),
+        a.mean,
+        a.rstd,
+        a.dx,
+        ...(acc ? [tex("lnDX", a.dx, a.rows)] : []),
+      ]
+      : [a.dy, a.x, a.gamma, a.mean, a.rstd, a.dx],
     u32: [a.rows, stride, a.cols],
     groups,
     label: k,

@@ -19,6 +19,7 @@ import type { Gpu } from "./device.ts";
 import type { Recorder } from "./recorder.ts";
 import { RNG_WGSL } from "./rng.ts";
 import { gemm } from "./gemm.ts";
+import { canStageFlat, canStageMatrix, FLAT_TEXEL_WGSL, stageFlat, stageMatrix } from "./texture_stage.ts";
 
 /** Largest LoRA rank the kernels are generated for. */
 export const MAX_LORA_RANK = 64;
@@ -177,6 +178,12 @@ fn drop_factor(i: u32) -> f32 {
 `;
 }
 
+/** Whether a kernel variant applies lora_dropout to x. */
+function usesDropout(kind: LoraKernel): boolean {
+  return kind === "down" || kind === "down4" || kind === "dA" || kind === "dx" || kind === "down4T" ||
+    kind === "dAT";
+}
+
 /** `lines` repeated for q = 0..r-1 with `$q` replaced. */
 function unroll(r: number, line: string): string {
   return Array.from({ length: r }, (_, q) => line.replaceAll("$q", String(q))).join("\n");
@@ -185,19 +192,82 @@ function unroll(r: number, line: string): string {
 const WG1 = 64;
 const WG2 = 8;
 
+/**
+ * LoRA kernel variants. The `…T` variants are the same arithmetic as `down4`, `dA` and `dB` with the large
+ * operands read from textures staged by `texture_stage.ts` (llvmpipe's storage-buffer loads cost ~10 ns per
+ * lane, texture loads are vectorised); they need r % 4 == 0 and the staged matrix's width a multiple of 64.
+ */
+type LoraKernel = "down" | "down4" | "maskB" | "maskA" | "dB" | "dA" | "dx" | "down4T" | "dAT" | "dBT";
+
 /** The WGSL of one LoRA kernel variant (exported for inspection). */
 export function loraWgsl(
-  kind: "down" | "down4" | "maskB" | "maskA" | "dB" | "dA" | "dx",
+  kind: LoraKernel,
   r: number,
   drop: boolean,
   acc: boolean,
 ) {
-  const usesDrop = kind === "down" || kind === "down4" || kind === "dA" || kind === "dx";
+  const usesDrop = usesDropout(kind);
   const head = PARAMS + (usesDrop ? dropWgsl(drop) : "");
   const decl = (i: number, name: string, rw = false) =>
     `@group(0) @binding(${i}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<f32>;`;
   const store = (lhs: string, v: string) => acc ? `${lhs} = ${lhs} + ${v};` : `${lhs} = ${v};`;
+  const tdecl = (i: number, name: string) =>
+    `@group(0) @binding(${i}) var ${name}: texture_storage_2d<rgba32float, read>;`;
   switch (kind) {
+    case "down4T": // down4 with X [m, nIn], A [r, nIn] and mA [1, nIn] matrix-staged (nIn % 64 == 0)
+      return head + [tdecl(1, "X"), tdecl(2, "A"), tdecl(3, "MA"), decl(4, "T", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let i = g.x;
+  if (i >= p.m) { return; }
+${unroll(r, "  var a$q = 0.0;")}
+  let n4 = p.nIn / 4u;
+  let row4 = i * n4;
+  for (var c = 0u; c < n4; c++) {
+    let mask = textureLoad(MA, vec2<u32>(c, 0u));
+    if (all(mask == vec4<f32>(0.0))) { continue; }
+    let e = (row4 + c) * 4u;
+    let f = vec4<f32>(drop_factor(e), drop_factor(e + 1u), drop_factor(e + 2u), drop_factor(e + 3u));
+    let xv = textureLoad(X, vec2<u32>(c, i)) * mask * f;
+${unroll(r, "    a$q += dot(xv, textureLoad(A, vec2<u32>(c, $qu)));")}
+  }
+${unroll(r, `  T[i * ${r}u + $qu] = a$q;`)}
+}`;
+    case "dAT": // dA with DT [m, r] flat-staged (r % 4 == 0) and X [m, nIn] matrix-staged (nIn % 64 == 0)
+      return head + FLAT_TEXEL_WGSL +
+        [tdecl(1, "DT"), tdecl(2, "X"), decl(3, "MA"), decl(4, "DA", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let c = g.x;
+  if (c >= p.nIn) { return; }
+  let mask = MA[c];
+${unroll(r, "  var a$q = 0.0;")}
+  if (mask != 0.0) {
+    for (var i = 0u; i < p.m; i++) {
+      let idx = i * p.nIn + c;
+      let xv = textureLoad(X, vec2<u32>(c >> 2u, i))[c & 3u] * drop_factor(idx);
+${unroll(r / 4, `      let d$q = textureLoad(DT, flat_texel(i * ${r / 4}u + $qu));`)}
+${Array.from({ length: r }, (_, q) => `      a${q} += d${q >> 2}[${q & 3}] * xv;`).join("\n")}
+    }
+  }
+${unroll(r, "  " + store(`DA[$qu * p.nIn + c]`, "select(0.0, mask * a$q, mask != 0.0)"))}
+}`;
+    case "dBT": // dB with DY [m, nOut] matrix-staged (nOut % 64 == 0) and T [m, r] flat-staged (r % 4 == 0)
+      return head + FLAT_TEXEL_WGSL +
+        [tdecl(1, "DY"), tdecl(2, "T"), decl(3, "MB"), decl(4, "DB", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let j = g.x;
+  if (j >= p.nOut) { return; }
+  let mask = MB[j];
+${unroll(r, "  var a$q = 0.0;")}
+  if (mask != 0.0) {
+    for (var i = 0u; i < p.m; i++) {
+      let d = textureLoad(DY, vec2<u32>(j >> 2u, i))[j & 3u];
+${unroll(r / 4, `      let t$q = textureLoad(T, flat_texel(i * ${r / 4}u + $qu));`)}
+${Array.from({ length: r }, (_, q) => `      a${q} += d * t${q >> 2}[${q & 3}];`).join("\n")}
+    }
+  }
+  let f = p.scale * mask;
+${unroll(r, "  " + store(`DB[j * ${r}u + $qu]`, "select(0.0, f * a$q, mask != 0.0)"))}
+}`;
     case "down": // t[i, q] = Σ_c drop(x[i,c]) mA[c] A[q, c]   — one invocation per row
       return head + [decl(1, "X"), decl(2, "A"), decl(3, "MA"), decl(4, "T", true)].join("\n") + `
 @compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
@@ -311,16 +381,16 @@ function uniforms(d: Dims): { u32: number[]; f32: number[]; drop: boolean } {
 
 function launch(
   rec: Recorder,
-  kind: "down" | "down4" | "maskB" | "maskA" | "dB" | "dA" | "dx",
+  kind: LoraKernel,
   d: Dims,
-  buffers: GPUBuffer[],
+  buffers: (GPUBuffer | GPUTextureView)[],
   groups: [number, number?],
   acc: boolean,
   flops: number,
   bytes: number,
 ): void {
   const { u32, f32, drop } = uniforms(d);
-  const usesDrop = kind === "down" || kind === "down4" || kind === "dA" || kind === "dx";
+  const usesDrop = usesDropout(kind);
   const key = `lora-${kind}:r${d.r}:drop${+(drop && usesDrop)}:acc${+acc}`;
   rec.dispatch({
     pipeline: rec.gpu.pipeline(key, loraWgsl(kind, d.r, drop && usesDrop, acc)),
@@ -328,7 +398,7 @@ function launch(
     u32,
     f32,
     groups,
-    label: `lora-${kind}`,
+    label: `lora-${kind.replace(/T$/, "")}`,
     shape: `${d.m}x${d.nIn}x${d.nOut}r${d.r}`,
     flops,
     bytes,
@@ -365,11 +435,20 @@ export function loraForward(rec: Recorder, args: LoraForwardArgs): void {
   ]);
   noAlias("loraForward", ["t", args.t], [["x", args.x], ["a", args.a], ["maskA", args.maskA]]);
   noAlias("loraForward", ["y", args.y], [["t", args.t], ["b", args.b], ["maskB", args.maskB]]);
+  const gpu = rec.gpu;
+  const downT = r % 4 === 0 && canStageMatrix(gpu, m, nIn);
   launch(
     rec,
-    nIn % 4 === 0 ? "down4" : "down",
+    downT ? "down4T" : nIn % 4 === 0 ? "down4" : "down",
     args,
-    [args.x, args.a, args.maskA, args.t],
+    downT
+      ? [
+        stageMatrix(rec, "loraX", args.x, m, nIn),
+        stageMatrix(rec, "loraA", args.a, r, nIn),
+        stageMatrix(rec, "loraMA", args.maskA, 1, nIn),
+        args.t,
+      ]
+      : [args.x, args.a, args.maskA, args.t],
     [Math.ceil(m / WG1)],
     false,
     2 * m * nIn * r,
@@ -438,11 +517,20 @@ export function loraBackward(rec: Recorder, args: LoraBackwardArgs): void {
   if (args.dx) {
     noAlias("loraBackward", ["dx", args.dx], [["scratch", dt], ["a", args.a], ["maskA", args.maskA]]);
   }
+  const gpu = rec.gpu;
+  const dBT = r % 4 === 0 && canStageMatrix(gpu, m, nOut) && canStageFlat(gpu, m * r);
   launch(
     rec,
-    "dB",
+    dBT ? "dBT" : "dB",
     args,
-    [args.dy, args.t, args.maskB, args.dB],
+    dBT
+      ? [
+        stageMatrix(rec, "loraDY", args.dy, m, nOut),
+        stageFlat(rec, "loraT", args.t, m * r),
+        args.maskB,
+        args.dB,
+      ]
+      : [args.dy, args.t, args.maskB, args.dB],
     [Math.ceil(nOut / WG1)],
     acc,
     2 * m * nOut * r,
@@ -462,11 +550,14 @@ export function loraBackward(rec: Recorder, args: LoraBackwardArgs): void {
     4 * (2 * nOut * r + nOut),
   );
   gemm(rec, { a: args.dy, b: bHat, c: dt, m, n: r, k: nOut, alpha: args.scale });
+  const dAT = r % 4 === 0 && canStageMatrix(gpu, m, nIn) && canStageFlat(gpu, m * r);
   launch(
     rec,
-    "dA",
+    dAT ? "dAT" : "dA",
     args,
-    [dt, args.x, args.maskA, args.dA],
+    dAT
+      ? [stageFlat(rec, "loraDT", dt, m * r), stageMatrix(rec, "loraX", args.x, m, nIn), args.maskA, args.dA]
+      : [dt, args.x, args.maskA, args.dA],
     [Math.ceil(nIn / WG1)],
     acc,
     2 * m * nIn * r,

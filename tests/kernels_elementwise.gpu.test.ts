@@ -23,7 +23,7 @@ import { assertClose, poison, randomF32 } from "./util.ts";
 
 Deno.test("elementwise: add, addInPlace, scale, fill match the float64 reference", async () => {
   const gpu = await getGpu();
-  for (const [n, seed] of [[1, 1], [63, 2], [1001, 3]] as const) {
+  for (const [n, seed] of [[1, 1], [63, 2], [1001, 3], [4100, 4], [5272, 5]] as const) {
     const a = randomF32(n, seed), b = randomF32(n, seed + 1), y0 = randomF32(n, seed + 2);
     const ab = gpu.upload(a), bb = gpu.upload(b), out = gpu.upload(poison(n));
     const yb = gpu.upload(y0), sb = gpu.upload(a), fb = gpu.upload(poison(n + 5));

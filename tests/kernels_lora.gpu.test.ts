@@ -115,6 +115,10 @@ Deno.test("lora: forward and backward match the float64 reference (masks, no dro
   await runCase({ m: 7, nIn: 36, nOut: 20, r: 4, scale: 2 }, 6); // nIn % 4 == 0: the vec4 down-projection
 
   await runCase({ m: 65, nIn: 130, nOut: 67, r: 8, scale: 1 / 8, accumulateGrads: true }, 3);
+  // r % 4 == 0 with nIn, nOut multiples of 64: the texture-staged down4T, dBT and dAT variants; m·r = 1040 fills
+  // one whole row of the flat staging texture (1024 floats) and part of the next
+  await runCase({ m: 130, nIn: 128, nOut: 64, r: 8, scale: 0.75 }, 7);
+  await runCase({ m: 67, nIn: 64, nOut: 192, r: 4, scale: 1.25, accumulateGrads: true }, 8);
 });
 
 Deno.test("lora: forward and backward with lora_dropout from the shared RNG", async () => {
@@ -137,6 +141,15 @@ Deno.test("lora: forward and backward with lora_dropout from the shared RNG", as
     dropKey: [0xffffffff, Purpose.dropout, 0, 1],
     accumulateGrads: true,
   }, 5);
+  await runCase({
+    m: 21,
+    nIn: 128,
+    nOut: 64,
+    r: 12,
+    scale: 0.5,
+    dropout: 0.2,
+    dropKey: [5, Purpose.dropout, 9, 2],
+  }, 9);
 });
 
 Deno.test("lora: the backward dropout mask is the forward's (keepKey with the same key)", async () => {

@@ -1,0 +1,131 @@
+/**
+ * Staging of storage buffers into cached rgba32float textures by `copyBufferToTexture`, for kernels that run
+ * on CPU adapters: on llvmpipe a storage-buffer load costs ~10 ns per lane (a per-lane loop with a bounds
+ * check) while a buffer-to-texture copy runs at memcpy speed and `textureLoad` from a read-only storage
+ * texture is vectorised (bench/NOTES.md, "Element-wise and row kernels on llvmpipe").
+ *
+ * Two layouts:
+ * - flat: element e is component e mod 4 of texel t = e / 4 at (t mod 256, t / 256) (WGSL {@link FLAT_TEXEL_WGSL});
+ * - matrix: a row-major [rows, cols] matrix with cols a multiple of 64 (so that a row is a multiple of 256
+ *   bytes); element (i, c) is component c mod 4 of texel (c / 4, i).
+ *
+ * Textures are cached per Gpu and role, grown and never shrunk; reusing one for consecutive dispatches of one
+ * command buffer is safe because WebGPU orders the passes and copies of a command encoder.
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+import type { Recorder } from "./recorder.ts";
+
+/** Texels per row of the flat layout (4096 bytes per row). */
+export const FLAT_ROW_TEXELS = 256;
+
+/** WGSL `flat_texel(t)`: the coordinate of texel t (elements 4t..4t+3) of a flat-staged buffer. */
+export const FLAT_TEXEL_WGSL = /* wgsl */ `
+fn flat_texel(t: u32) -> vec2<u32> { return vec2<u32>(t & ${FLAT_ROW_TEXELS - 1}u, t >> ${
+  Math.log2(FLAT_ROW_TEXELS)
+}u); }
+`;
+
+interface Staged {
+  tex: GPUTexture;
+  view: GPUTextureView;
+}
+
+const cache = new WeakMap<Gpu, Map<string, Staged>>();
+/**
+ * Textures replaced by larger ones. They stay referenced (and are not destroyed: commands recorded but not yet
+ * submitted may still use them), and each texture has one view made once, so that no staging object is left
+ * for the garbage collector (the test processes sometimes abort at exit with "double free or corruption";
+ * that happens with staging disabled too, but there is no reason to add GC-driven GPU object frees).
+ */
+const retired: Staged[] = [];
+
+/** The cached rgba32float texture (copy destination, storage binding) of at least width × height for `role`. */
+function stageTexture(gpu: Gpu, role: string, width: number, height: number): Staged {
+  let perGpu = cache.get(gpu);
+  if (!perGpu) cache.set(gpu, perGpu = new Map());
+  const have = perGpu.get(role);
+  if (have && have.tex.width >= width && have.tex.height >= height) return have;
+  const max = gpu.limits.maxTextureDimension2D;
+  const w = Math.max(width, have?.tex.width ?? 0);
+  const h = Math.min(max, Math.max(height, have ? Math.min(2 * have.tex.height, max) : 0, 16));
+  const tex = gpu.device.createTexture({
+    label: `stage ${role}`,
+    size: [w, h],
+    format: "rgba32float",
+    usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
+  });
+  if (have) retired.push(have);
+  const staged = { tex, view: tex.createView() };
+  perGpu.set(role, staged);
+  return staged;
+}
+
+/**
+ * Flushes the recorder's pending dispatches so that commands recorded on `rec.encoder` come after them
+ * (the Recorder turns dispatches into passes lazily; a zero-byte clear of `buf` forces that).
+ */
+function flush(rec: Recorder, buf: GPUBuffer): void {
+  rec.clear(buf, 0, 0);
+}
+
+/** Whether `count` elements can be flat-staged on this adapter (whole texels, within the texture height). */
+export function canStageFlat(gpu: Gpu, count: number): boolean {
+  return count > 0 && count % 4 === 0 &&
+    Math.ceil(count / 4 / FLAT_ROW_TEXELS) <= gpu.limits.maxTextureDimension2D;
+}
+
+/** Whether a [rows, cols] matrix can be matrix-staged on this adapter. */
+export function canStageMatrix(gpu: Gpu, rows: number, cols: number): boolean {
+  const max = gpu.limits.maxTextureDimension2D;
+  return rows > 0 && cols > 0 && cols % 64 === 0 && cols / 4 <= max && rows <= max;
+}
+
+/**
+ * Records copying the first `count` elements of `buf` (count a multiple of 4, see {@link canStageFlat}) into
+ * the flat texture of `role` and returns its view.
+ *
+ * @example
+ * ```ts
+ * const view = stageFlat(rec, "t", tBuffer, m * r); // then textureLoad(T, flat_texel(e / 4u))[e % 4u]
+ * ```
+ */
+export function stageFlat(rec: Recorder, role: string, buf: GPUBuffer, count: number): GPUTextureView {
+  if (!canStageFlat(rec.gpu, count)) throw new Error(`stageFlat: cannot stage ${count} elements of ${role}`);
+  const texels = count / 4;
+  const full = Math.floor(texels / FLAT_ROW_TEXELS), rest = texels % FLAT_ROW_TEXELS;
+  const { tex, view } = stageTexture(rec.gpu, role, FLAT_ROW_TEXELS, full + (rest ? 1 : 0));
+  flush(rec, buf);
+  const bytesPerRow = FLAT_ROW_TEXELS * 16;
+  if (full > 0) {
+    rec.encoder.copyBufferToTexture({ buffer: buf, bytesPerRow }, { texture: tex }, [FLAT_ROW_TEXELS, full]);
+  }
+  if (rest > 0) {
+    rec.encoder.copyBufferToTexture(
+      { buffer: buf, offset: full * bytesPerRow, bytesPerRow },
+      { texture: tex, origin: [0, full] },
+      [rest, 1],
+    );
+  }
+  return view;
+}
+
+/**
+ * Records copying the row-major [rows, cols] matrix at the start of `buf` (see {@link canStageMatrix}) into
+ * the matrix texture of `role` and returns its view.
+ */
+export function stageMatrix(
+  rec: Recorder,
+  role: string,
+  buf: GPUBuffer,
+  rows: number,
+  cols: number,
+): GPUTextureView {
+  if (!canStageMatrix(rec.gpu, rows, cols)) {
+    throw new Error(`stageMatrix: cannot stage a ${rows}x${cols} matrix for ${role}`);
+  }
+  const { tex, view } = stageTexture(rec.gpu, role, cols / 4, rows);
+  flush(rec, buf);
+  rec.encoder.copyBufferToTexture({ buffer: buf, bytesPerRow: cols * 4 }, { texture: tex }, [cols / 4, rows]);
+  return view;
+}
