@@ -1,5 +1,5 @@
 /**
- * `deno task bench gemm [--reps N] [--no-numpy] [--no-ts]`: the WGSL GEMM on the projection shapes of
+ * `deno task bench gemm [--reps N] [--no-numpy] [--no-ts] [--attention-only]`: the WGSL GEMM on the projection shapes of
  * roberta-large (y = x·Wᵀ, sizes given as M×K×N: M tokens, K input features, N output features) and on the
  * LoRA shapes (r = 8), against a plain TypeScript triple loop (timed on a block of rows and scaled) and numpy's
  * fp32 matmul (bench/gemm_numpy.py). Also times the masked-LoRA forward and backward kernels.
@@ -7,7 +7,7 @@
  */
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
-import { gemm, gemmTileFor, TEXTURE_GEMM_MIN_WORK } from "../kernels/gemm.ts";
+import { gemm, gemmAutoOptions, gemmTileFor, TEXTURE_GEMM_MIN_WORK } from "../kernels/gemm.ts";
 import { TEXTURE_GEMM_TILE } from "../kernels/gemm_texture.ts";
 import { loraBackward, loraForward } from "../kernels/lora.ts";
 
@@ -20,9 +20,12 @@ const SHAPES: [number, number, number][] = [
   [2048, 8, 1024],
 ];
 
-/** Which kernel family gemm's "auto" path takes for an unbatched m × n × k product (mirrors kernels/gemm.ts). */
-function autoPath(isCpu: boolean, m: number, n: number, k: number): string {
-  return isCpu && m > 16 && n > 16 && m * n * k >= TEXTURE_GEMM_MIN_WORK ? "texture" : "buffer";
+/** Which kernel family gemm's "auto" path takes for an m × n × k product (mirrors kernels/gemm.ts). */
+function autoPath(isCpu: boolean, m: number, n: number, k: number, batches = 1): string {
+  const batchedOk = batches === 1 || gemmAutoOptions.batchedTexture;
+  return isCpu && m > 16 && n > 16 && batchedOk && batches * m * n * k >= TEXTURE_GEMM_MIN_WORK
+    ? "texture"
+    : "buffer";
 }
 
 /** Deterministic bench data (values do not matter for timing; no RNG needed). */
@@ -109,6 +112,112 @@ async function numpyRates(reps: number): Promise<Map<string, number> | string> {
   return rates;
 }
 
+/**
+ * The batched attention products of roberta-base at batch 8 × seq 128 (B·heads = 96 batch elements, T = 128,
+ * d = 64, Q/K/V/context inside [B·T, H] with H = 768, scores/probs [B, heads, T, T]): S = Q·Kᵀ (also the shape
+ * of dP = dC·Vᵀ), C = P·V (also dQ = dS·K) and dV = Pᵀ·dC (also dK = dSᵀ·Q), each on the buffer-fed kernels,
+ * the texture-fed one and gemm's "auto" choice, in the same run.
+ */
+async function attentionProducts(rec: Recorder, reps: number): Promise<void> {
+  const gpu = rec.gpu;
+  const B = 8, nh = 12, T = 128, d = 64, H = nh * d;
+  const tok: [number, number] = [T * H, d], att: [number, number] = [nh * T * T, T * T];
+  const q = gpu.upload(pattern(B * T * H, 1000), "Q"), kk = gpu.upload(pattern(B * T * H, 997), "K");
+  const p = gpu.upload(pattern(B * nh * T * T, 991), "P"), s = gpu.buffer(B * nh * T * T * 4, "S");
+  const ctx = gpu.buffer(B * T * H * 4, "ctx");
+  const batch: [number, number] = [B, nh];
+  type Path = "buffer" | "texture" | "auto";
+  // [name, n, record]: every product is T × n × k per batch element, with n·k = T·d.
+  const cases: [string, number, (path: Path) => void][] = [
+    [
+      `S = Q·Kᵀ  b${B * nh} ${T}×${d}×${T}`,
+      T,
+      (path) =>
+        gemm(rec, {
+          a: q,
+          b: kk,
+          c: s,
+          m: T,
+          n: T,
+          k: d,
+          transB: true,
+          lda: H,
+          ldb: H,
+          ldc: T,
+          alpha: 0.125,
+          batch,
+          strideA: tok,
+          strideB: tok,
+          strideC: att,
+          path,
+        }),
+    ],
+    [
+      `C = P·V   b${B * nh} ${T}×${T}×${d}`,
+      d,
+      (path) =>
+        gemm(rec, {
+          a: p,
+          b: kk,
+          c: ctx,
+          m: T,
+          n: d,
+          k: T,
+          lda: T,
+          ldb: H,
+          ldc: H,
+          batch,
+          strideA: att,
+          strideB: tok,
+          strideC: tok,
+          path,
+        }),
+    ],
+    [
+      `dV = Pᵀ·dC b${B * nh} ${T}×${T}×${d}`,
+      d,
+      (path) =>
+        gemm(rec, {
+          a: p,
+          b: q,
+          c: ctx,
+          m: T,
+          n: d,
+          k: T,
+          transA: true,
+          lda: T,
+          ldb: H,
+          ldc: H,
+          batch,
+          strideA: att,
+          strideB: tok,
+          strideC: tok,
+          path,
+        }),
+    ],
+  ];
+  const flops = B * nh * 2 * T * T * d;
+  const gf = (sec: number) => `${(sec * 1000).toFixed(1)} ms, ${(flops / sec / 1e9).toFixed(2)} GFLOP/s`;
+  for (const [name, n, call] of cases) {
+    const t: Record<Path, number> = { buffer: 0, texture: 0, auto: 0 };
+    for (const path of ["buffer", "texture", "auto"] as const) {
+      t[path] = await timeGpu(gpu.device, rec, reps, () => call(path));
+    }
+    console.log(
+      `${name}: buffer ${gf(t.buffer)} | texture ${gf(t.texture)} | auto (${
+        autoPath(
+          gpu.isCpu,
+          T,
+          n,
+          (T * d) / n,
+          B * nh,
+        )
+      }) ${gf(t.auto)} | load ${Deno.readTextFileSync("/proc/loadavg").split(" ")[0]}`,
+    );
+  }
+  for (const b of [q, kk, p, s, ctx]) b.destroy();
+}
+
 /** Entry point for `deno task bench gemm`. */
 export async function run(args: string[]): Promise<void> {
   const flag = (name: string) => args.includes(name);
@@ -125,6 +234,10 @@ export async function run(args: string[]): Promise<void> {
       `invocations, ${TEXTURE_GEMM_TILE.tm}x${TEXTURE_GEMM_TILE.tn} outputs each; shapes are M×K×N of y = x·Wᵀ ` +
       `(x [M,K], W [N,K], transB); median of ${reps} after a warm-up`,
   );
+  if (flag("--attention-only")) {
+    await attentionProducts(new Recorder(gpu), reps);
+    return;
+  }
   const numpy = flag("--no-numpy") ? "numpy: skipped (--no-numpy)" : await numpyRates(reps);
   if (typeof numpy === "string") console.log(numpy);
   const rec = new Recorder(gpu);
@@ -195,6 +308,7 @@ export async function run(args: string[]): Promise<void> {
     }
     for (const b of [dy, w, x, dx, dw]) b.destroy();
   }
+  await attentionProducts(rec, reps);
   // The masked LoRA branch of one adapted projection (roberta-large q/v: 1024 -> 1024, r = 8, lora_dropout 0.1).
   const m = 2048, nIn = 1024, nOut = 1024, r = 8;
   const bufs = {

@@ -1,13 +1,30 @@
 /**
  * `deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N]
- * [--targets query,value] [--rank R]`: wall time of one RoBERTa forward pass (evaluation) and of one training
- * step (forward with dropout, loss, backward, AdamW) on the WebGPU device, with tokens/s, achieved GFLOP/s,
- * submits and dispatches per step, and peak memory (process RSS against the bytes the model must hold).
+ * [--targets query,value] [--rank R] [--no-torch] [--no-batched-texture] [--forward-only]
+ * [--compare-batched-texture]`: wall time of one RoBERTa forward pass (evaluation) and of one training step
+ * (forward with dropout, loss, backward, AdamW) on the WebGPU device, with tokens/s, achieved GFLOP/s, submits
+ * and dispatches per step, host encoding time, and peak memory (process RSS against the bytes the model must hold).
  *
  * The model is a random checkpoint of the preset's shapes, written once to `runs/models/<preset>-seed0-labels2`
  * (by `makeModel`) when that folder has no `model.safetensors` yet. Each measurement runs one warm-up (which
  * compiles the pipelines and allocates the activation plan) and then `--steps` timed repetitions; the median
  * is printed. Times include the final readback (logits or per-example losses), which is what a caller waits for.
+ * "host encode" is the host time a step spends before its command buffer is finished (model code, uniform
+ * packing, bind groups, compute passes; measured with a recorder observer from the step's start, or the end of
+ * the previous submit, to `beforeFinish`, so it needs no model hook), as a share of the step's wall time: the
+ * dispatch/encoding overhead the issue asks about. "finish+submit call" is the time inside the uniform upload,
+ * `encoder.finish()` and `queue.submit`; on llvmpipe (Deno 2.9.6) `queue.submit` returns only after most of
+ * the work has run, so that figure is mostly execution, not overhead.
+ *
+ * `--forward-only` skips the training step (e.g. for roberta-large, whose step takes many minutes here).
+ * `--no-batched-texture` keeps the batched (attention) products on the buffer-fed GEMM kernels (the state
+ * before bench/NOTES.md entry 14), for before/after comparisons; `--compare-batched-texture` times extra
+ * forward passes alternating both choices in one process (same load for both).
+ *
+ * Then (unless `--no-torch`) the PyTorch float32 baseline `bench/torch_step.py` runs as a subprocess with the
+ * same preset, batch, sequence length, targets, rank and step count on the same machine, and the ratios
+ * ours/theirs of tokens/s are printed (skipped with a message when `/usr/bin/python3` or torch is missing, or
+ * with `--model`, whose shapes the script does not know).
  *
  * ## FLOP count (multiply-adds count 2; element-wise work — LayerNorm, softmax, GELU, dropout, adds — ignored)
  * With M = B·T tokens, hidden H, intermediate I, N layers, labels C, LoRA rank r and, per adapted target,
@@ -37,6 +54,7 @@ import { checkLoraTarget, type LoraTarget, moduleShape } from "../model/names.ts
 import { PRESET_NAMES, type PresetName } from "../model/presets.ts";
 import { RobertaModel } from "../model/roberta.ts";
 import { makeModel } from "../tasks/make_model.ts";
+import { gemmAutoOptions } from "../kernels/gemm.ts";
 
 /** Shape of one benchmarked step, as needed by {@link stepFlops}. */
 export interface StepShape {
@@ -88,6 +106,15 @@ export function stepFlops(s: StepShape): { forward: number; backward: number } {
   return { forward, backward };
 }
 
+/** The 1-minute load average (Linux), or "n/a". */
+function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
+  } catch {
+    return "n/a";
+  }
+}
+
 /** Median of a non-empty list. */
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -107,6 +134,10 @@ interface StepArgs {
   steps: number;
   targets: LoraTarget[];
   rank: number;
+  torch: boolean;
+  batchedTexture: boolean;
+  forwardOnly: boolean;
+  compareBatchedTexture: boolean;
 }
 
 function parseStepArgs(args: string[]): StepArgs {
@@ -120,6 +151,10 @@ function parseStepArgs(args: string[]): StepArgs {
       steps: { type: "string", default: "3" },
       targets: { type: "string", default: "query,value" },
       rank: { type: "string", default: "8" },
+      "no-torch": { type: "boolean", default: false },
+      "no-batched-texture": { type: "boolean", default: false },
+      "forward-only": { type: "boolean", default: false },
+      "compare-batched-texture": { type: "boolean", default: false },
     },
   });
   if (!(PRESET_NAMES as readonly string[]).includes(values.preset)) {
@@ -142,6 +177,10 @@ function parseStepArgs(args: string[]): StepArgs {
     steps: posInt("steps"),
     targets,
     rank: posInt("rank"),
+    torch: !values["no-torch"],
+    batchedTexture: !values["no-batched-texture"],
+    forwardOnly: values["forward-only"],
+    compareBatchedTexture: values["compare-batched-texture"],
   };
 }
 
@@ -162,6 +201,68 @@ interface Measured {
   dispatches: number;
   /** Sum of the `flops` the kernels reported for the warm-up run (includes element-wise work). */
   kernelFlops: number;
+  /** Median host seconds spent recording (step start to `encoder.finish()`, less the time inside submits). */
+  encodeSeconds: number;
+  /** Median host seconds inside the uniform upload, `encoder.finish()` and `queue.submit` (on llvmpipe the
+   * submit call itself runs most of the work, so this is not overhead). */
+  finishSeconds: number;
+}
+
+/** What {@link runTorchBaseline} returns: the last (JSON) line of bench/torch_step.py. */
+export interface TorchResult {
+  /** torch version. */
+  torch: string;
+  /** Threads torch used. */
+  threads: number;
+  /** Median forward seconds (eval, no_grad). */
+  forward_s: number;
+  /** Median training-step seconds (forward, loss, backward, AdamW); null with `--forward-only`. */
+  step_s: number | null;
+  /** Peak resident set of the Python process in bytes. */
+  peak_rss_bytes: number;
+}
+
+/**
+ * Runs the PyTorch fp32 baseline (`bench/torch_step.py`) with the same shapes; returns its parsed JSON line, or
+ * a string saying why it was skipped (no /usr/bin/python3, no torch, or the script failed).
+ *
+ * @example
+ * ```ts
+ * const t = await runTorchBaseline(["--preset", "tiny", "--batch", "8", "--seq", "64", "--steps", "3"]);
+ * if (typeof t !== "string") console.log(t.step_s);
+ * ```
+ */
+export async function runTorchBaseline(args: string[]): Promise<TorchResult | string> {
+  const py = "/usr/bin/python3";
+  const script = new URL("./torch_step.py", import.meta.url).pathname;
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(py, { args: [script, ...args], stdout: "piped", stderr: "piped" }).output();
+  } catch (e) {
+    return `cannot run ${py} (${e instanceof Error ? e.message : e}); install python3 and python3-torch`;
+  }
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
+    return `bench/torch_step.py failed (exit ${out.code}): ${err}`;
+  }
+  const lines = text.split("\n");
+  let last: Record<string, unknown>;
+  try {
+    last = JSON.parse(lines[lines.length - 1]);
+  } catch {
+    return `bench/torch_step.py printed no JSON last line: ${JSON.stringify(lines[lines.length - 1])}`;
+  }
+  if (typeof last.skipped === "string") {
+    return `${last.skipped}; install it with: apt-get install python3-torch`;
+  }
+  for (const f of ["forward_s", "step_s", "peak_rss_bytes", "threads"]) {
+    if (f === "step_s" && last[f] === null) continue;
+    if (typeof last[f] !== "number" || !(last[f] as number > 0)) {
+      return `bench/torch_step.py: JSON field "${f}" missing or not a positive number in ${lines.at(-1)}`;
+    }
+  }
+  return last as unknown as TorchResult;
 }
 
 /**
@@ -174,6 +275,7 @@ interface Measured {
  */
 export async function run(args: string[]): Promise<void> {
   const a = parseStepArgs(args);
+  gemmAutoOptions.batchedTexture = a.batchedTexture;
   let dir = a.model;
   if (dir === null) {
     dir = `runs/models/${a.preset}-seed0-labels2`;
@@ -226,7 +328,8 @@ export async function run(args: string[]): Promise<void> {
         `batch ${B} × seq ${T}, LoRA r ${a.rank} on ${
           model.lora.targets.join(",")
         }, ${a.steps} timed steps after 1 warm-up; ` +
-        `loaded in ${loadS.toFixed(1)} s on ${model.gpu.isCpu ? "a CPU adapter" : "a GPU adapter"}`,
+        `loaded in ${loadS.toFixed(1)} s on ${model.gpu.isCpu ? "a CPU adapter" : "a GPU adapter"}` +
+        `${a.batchedTexture ? "" : " (--no-batched-texture)"}; load average ${loadAverage()}`,
     );
 
     const rec = model.recorder;
@@ -249,12 +352,37 @@ export async function run(args: string[]): Promise<void> {
         rec.observer = before;
       }
       sample();
-      const times: number[] = [], submits: number[] = [], dispatches: number[] = [];
+      const times: number[] = [], submits: number[] = [], dispatches: number[] = [], encodes: number[] = [];
+      const finishes: number[] = [];
+      // Host time up to the end of the last submit: the observer only reads the clock (no queries, no work).
+      // Recording = from the step's start (or the previous submit's end) to the command buffer's finish.
+      let segStart = 0, finishStart = 0, recordMs = 0, submitMs = 0;
+      const clock: DispatchObserver = {
+        onDispatch: () => undefined,
+        beforeFinish: () => {
+          finishStart = performance.now();
+          recordMs += finishStart - segStart;
+        },
+        afterSubmit: () => {
+          segStart = performance.now();
+          submitMs += segStart - finishStart;
+        },
+      };
       for (let i = 1; i <= a.steps; i++) {
         const s0 = rec.submitCount, d0 = rec.dispatchCount;
+        rec.observer = clock;
         const t0 = performance.now();
-        await body(i);
-        times.push((performance.now() - t0) / 1000);
+        segStart = t0;
+        recordMs = submitMs = 0;
+        try {
+          await body(i);
+        } finally {
+          rec.observer = before;
+        }
+        const t1 = performance.now();
+        times.push((t1 - t0) / 1000);
+        encodes.push(recordMs / 1000);
+        finishes.push(submitMs / 1000);
         submits.push(rec.submitCount - s0);
         dispatches.push(rec.dispatchCount - d0);
         sample();
@@ -264,6 +392,8 @@ export async function run(args: string[]): Promise<void> {
         submits: median(submits),
         dispatches: median(dispatches),
         kernelFlops,
+        encodeSeconds: median(encodes),
+        finishSeconds: median(finishes),
       };
     };
 
@@ -275,7 +405,11 @@ export async function run(args: string[]): Promise<void> {
           (f / m.seconds / 1e9).toPrecision(3).padStart(8)
         } GFLOP/s  ${String(m.submits).padStart(3)} submits  ${
           String(m.dispatches).padStart(5)
-        } dispatches  (kernels report ${(m.kernelFlops / 1e9).toPrecision(3)} GFLOP)`,
+        } dispatches  (kernels report ${(m.kernelFlops / 1e9).toPrecision(3)} GFLOP; host encode ${
+          (m.encodeSeconds * 1000).toFixed(1)
+        } ms = ${(100 * m.encodeSeconds / m.seconds).toFixed(1)} % of the step; finish+submit call ${
+          (m.finishSeconds * 1000).toFixed(1)
+        } ms)`,
       );
 
     const fwd = await measure(async () => {
@@ -283,24 +417,49 @@ export async function run(args: string[]): Promise<void> {
       if (!logits.every(Number.isFinite)) throw new Error("bench step: forward produced non-finite logits");
     });
     line("forward", fwd, flops.forward);
+    if (a.compareBatchedTexture) {
+      // Forward passes alternating the batched products' kernel family (buffer-fed, texture-fed), so that both
+      // see the same machine load; one untimed pass of each first (pipeline compiles).
+      const t: Record<"buffer" | "texture", number[]> = { buffer: [], texture: [] };
+      for (let i = 0; i <= a.steps; i++) {
+        for (const which of ["buffer", "texture"] as const) {
+          gemmAutoOptions.batchedTexture = which === "texture";
+          const t0 = performance.now();
+          await model.forward(input);
+          if (i > 0) t[which].push((performance.now() - t0) / 1000);
+        }
+      }
+      gemmAutoOptions.batchedTexture = a.batchedTexture;
+      const b = median(t.buffer), x = median(t.texture);
+      console.log(
+        `batched   forward with the attention products on the buffer-fed kernels ${
+          (b * 1000).toFixed(1)
+        } ms, ` +
+          `texture-fed ${(x * 1000).toFixed(1)} ms (${
+            (b / x).toFixed(2)
+          }x; alternating, median of ${a.steps}; ` +
+          `load ${loadAverage()})`,
+      );
+    }
 
     let lastLoss = NaN;
-    const step = await measure(async (i) => {
+    const step = a.forwardOnly ? null : await measure(async (i) => {
       lastLoss = await model.trainStep({ ...input, labels }, { lr: 1e-4, step: i + 1 });
       if (!Number.isFinite(lastLoss)) {
         throw new Error(`bench step: training step ${i + 1} gave loss ${lastLoss}`);
       }
     });
-    line("train step", step, flops.forward + flops.backward);
+    if (step) line("train step", step, flops.forward + flops.backward);
     console.log(
       `flops      forward ${(flops.forward / 1e9).toPrecision(3)} GFLOP, backward ${
         (flops.backward / 1e9).toPrecision(3)
-      } GFLOP (backward/forward ${
-        (flops.backward / flops.forward).toFixed(2)
-      }; frozen weights get no dW); last loss ${lastLoss.toFixed(4)}`,
+      } GFLOP (backward/forward ${(flops.backward / flops.forward).toFixed(2)}; frozen weights get no dW); ${
+        step ? `last loss ${lastLoss.toFixed(4)}` : "--forward-only: no step"
+      }`,
     );
 
     sample();
+    console.log(`load       1-minute load average after the measurements: ${loadAverage()}`);
     const weights = model.base.bytes, acts = model.activationBytes, adapter = model.adapterBytes;
     const held = weights + acts + adapter;
     console.log(
@@ -308,8 +467,57 @@ export async function run(args: string[]): Promise<void> {
         mib(weights)
       } + activations ${mib(acts)} + adapter/grads/optimizer ${mib(adapter)}; RSS / held ${
         (peakRss / held).toFixed(2)
+      }${
+        step
+          ? ""
+          : " (--forward-only: activations are the training plan's, sized for the backward; a forward " +
+            "alone would need far less)"
       }`,
     );
+
+    if (!a.torch) {
+      console.log("vs PyTorch  skipped (--no-torch)");
+    } else if (a.model !== null) {
+      console.log("vs PyTorch  skipped: --model given; bench/torch_step.py builds presets only");
+    } else {
+      const t = await runTorchBaseline([
+        "--preset",
+        a.preset,
+        "--batch",
+        String(B),
+        "--seq",
+        String(T),
+        "--steps",
+        String(a.steps),
+        "--targets",
+        model.lora.targets.join(","),
+        "--rank",
+        String(a.rank),
+        ...(step ? [] : ["--forward-only"]),
+      ]);
+      if (typeof t === "string") {
+        console.log(`vs PyTorch  skipped: ${t}`);
+      } else {
+        const tStep = t.step_s === null
+          ? ""
+          : `, train step ${(t.step_s * 1000).toFixed(1)} ms (${(B * T / t.step_s).toFixed(0)} tokens/s)`;
+        console.log(
+          `torch      forward ${(t.forward_s * 1000).toFixed(1)} ms (${
+            (B * T / t.forward_s).toFixed(0)
+          } tokens/s)${tStep}; torch ${t.torch} fp32, ${t.threads} threads, peak RSS ${
+            mib(t.peak_rss_bytes)
+          }`,
+        );
+        const stepRatio = step && t.step_s !== null
+          ? `, train step ${(t.step_s / step.seconds).toFixed(2)}x`
+          : "";
+        console.log(
+          `vs PyTorch fp32 (same machine, same run): forward ${
+            (t.forward_s / fwd.seconds).toFixed(2)
+          }x${stepRatio} tokens/s`,
+        );
+      }
+    }
   } finally {
     clearInterval(sampler);
   }

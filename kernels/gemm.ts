@@ -9,9 +9,10 @@
  *   (every RoBERTa projection and attention product): operands read as `vec4`, a tm × tn block of C per
  *   invocation. On llvmpipe a buffer load costs about ten vec4 FMAs, so FMAs per load set the speed.
  * - {@link gemmWgsl}, the general fallback (any transposes, strides and alignment), scalar loads, tm × 4 block.
- * - on CPU adapters, unbatched products with m·n·k >= 2^20 (m, n > 16) go to the texture-fed kernel of
+ * - on CPU adapters, products with batch·m·n·k >= 2^20 (m, n > 16) go to the texture-fed kernel of
  *   `kernels/gemm_texture.ts` (operands packed into rgba32float textures, whose loads llvmpipe vectorises;
- *   7–13× the buffer-fed kernels on the RoBERTa projection shapes). `GemmArgs.path` forces either family.
+ *   7–13× the buffer-fed kernels on the RoBERTa projection shapes, 2.5–3.5× on the batched attention
+ *   products). `GemmArgs.path` forces either family.
  * Tile sizes are chosen per adapter class (`gpu.isCpu`) and, on CPU adapters, narrower for n <= 16; they are
  * part of the pipeline key, so each variant compiles once. `bench/NOTES.md` has the measurements.
  * @module
@@ -71,17 +72,36 @@ export interface GemmArgs {
   tile?: GemmTile;
   /**
    * Kernel family: `"auto"` (default) takes the texture-fed kernel ({@link gemmTexture}) on CPU adapters for
-   * unbatched products with m·n·k >= {@link TEXTURE_GEMM_MIN_WORK} and m, n > 16 (and no explicit `tile`), the
-   * buffer-fed kernels otherwise; `"buffer"` and `"texture"` force one (for tests and benchmarks; `"texture"`
-   * throws for batched products or shapes beyond the adapter's texture size).
+   * products (batched or not) with batch·m·n·k >= {@link TEXTURE_GEMM_MIN_WORK} and m, n > 16 (and no
+   * explicit `tile`), the buffer-fed kernels otherwise; `"buffer"` and `"texture"` force one (for tests and
+   * benchmarks; `"texture"` throws when one batch element exceeds the adapter's texture size).
    */
   path?: "auto" | "buffer" | "texture";
   /** Register blocking of the texture-fed kernel (default `TEXTURE_GEMM_TILE`); for tests and tuning. */
   textureTile?: TextureGemmTile;
 }
 
-/** Smallest m·n·k for which {@link gemm} packs operands into textures on CPU adapters (path `"auto"`). */
+/**
+ * Smallest batch·m·n·k for which {@link gemm} packs operands into textures on CPU adapters (path `"auto"`).
+ */
 export const TEXTURE_GEMM_MIN_WORK = 2 ** 20;
+
+/**
+ * Switches of {@link gemm}'s kernel choices, for benchmarks that compare variants inside one program (e.g.
+ * `deno task bench step --no-batched-texture`); library code leaves them at their defaults. `batchedTexture`:
+ * whether `"auto"` may take the texture-fed kernel for batched products; `copyA`: whether the texture-fed
+ * kernel stages op(A) by `copyBufferToTexture` when its layout allows (bench/NOTES.md entry 17).
+ *
+ * @example
+ * ```ts
+ * gemmAutoOptions.batchedTexture = false; // batched products (attention) back on the buffer-fed kernels
+ * gemmAutoOptions.copyA = false; // op(A) always packed by the packing kernel, never copied into its texture
+ * ```
+ */
+export const gemmAutoOptions: { batchedTexture: boolean; copyA: boolean } = {
+  batchedTexture: true,
+  copyA: true,
+};
 
 /** Register-blocking of one GEMM kernel variant. */
 export interface GemmTile {
@@ -357,25 +377,29 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
   if (path !== "auto" && path !== "buffer" && path !== "texture") {
     throw new Error(`gemm: path must be "auto", "buffer" or "texture", got ${JSON.stringify(path)}`);
   }
-  const textureOk = outer * inner === 1 && textureGemmFits(gpu, m, n, k);
+  const textureOk = textureGemmFits(gpu, m, n, k);
   if (path === "texture" && !textureOk) {
     throw new Error(
-      `gemm: path "texture" needs an unbatched product with 1 <= k and ceil(k/4), m, n <= ` +
+      `gemm: path "texture" needs 1 <= k and ceil(k/4), m, n <= ` +
         `${gpu.limits.maxTextureDimension2D} (got ${m}x${n}x${k}, batch [${outer}, ${inner}])`,
     );
   }
   if (
     path === "texture" ||
     (path === "auto" && textureOk && gpu.isCpu && !args.tile && m > 16 && n > 16 &&
-      m * n * k >= TEXTURE_GEMM_MIN_WORK)
+      (outer * inner === 1 || gemmAutoOptions.batchedTexture) &&
+      outer * inner * m * n * k >= TEXTURE_GEMM_MIN_WORK)
   ) {
     gemmTexture(rec, {
       a: transA
-        ? { buf: args.a, rows: m, off: offA, rs: 1, ps: lda }
-        : { buf: args.a, rows: m, off: offA, rs: lda, ps: 1 },
+        ? { buf: args.a, rows: m, off: offA, rs: 1, ps: lda, bs: sA }
+        : { buf: args.a, rows: m, off: offA, rs: lda, ps: 1, bs: sA },
       b: transB
-        ? { buf: args.b, rows: n, off: offB, rs: ldb, ps: 1 }
-        : { buf: args.b, rows: n, off: offB, rs: 1, ps: ldb },
+        ? { buf: args.b, rows: n, off: offB, rs: ldb, ps: 1, bs: sB }
+        : { buf: args.b, rows: n, off: offB, rs: 1, ps: ldb, bs: sB },
+      batch: [outer, inner],
+      strideC: sC,
+      copyA: gemmAutoOptions.copyA,
       c: args.c,
       bias: args.bias,
       m,

@@ -1,20 +1,31 @@
 /**
- * Texture-fed GEMM for CPU adapters (llvmpipe): C (=|+=) alpha·op(A)·op(B) (+ bias) for one (unbatched)
- * product. On llvmpipe every storage-buffer load at a computed address is a per-lane scalar loop with a bounds
- * check, while `textureLoad` from a read-only `texture_storage_2d<rgba32float, read>` is vectorised. So the
- * operands are first packed into two rgba32float textures (one small packing dispatch each):
+ * Texture-fed GEMM for CPU adapters (llvmpipe): C (=|+=) alpha·op(A)·op(B) (+ bias), unbatched or with
+ * `gemm`'s two-level batch. On llvmpipe every storage-buffer load at a computed address is a per-lane scalar
+ * loop with a bounds check, while `textureLoad` from a read-only `texture_storage_2d<rgba32float, read>` is
+ * vectorised. So the operands are first staged into two rgba32float textures:
  *
  * - `At`, height m, width ceil(k/4): texel (q, i) = op(A)[i, 4q..4q+3];
  * - `Bt`, width n, height ceil(k/4): texel (j, q) = op(B)[4q..4q+3, j];
  *
  * with the k-tail of the last texel zeroed, so the inner loop reads one vec4 along k per row of A and per column
  * of B. `Bt` is stored k-major so that the 8 SIMD lanes of llvmpipe (consecutive columns of C) read adjacent
- * texels, while all lanes read the same `At` texel (bench/NOTES.md, entry 11: ~20 % faster than n-major `Bt`).
+ * texels, while all lanes read the same `At` texel (bench/NOTES.md, entry 12: ~20 % faster than n-major `Bt`).
+ * `Bt` is written by a small packing kernel (scalar loads, `textureStore`); `At` too, unless op(A)'s rows are
+ * contiguous and aligned ({@link canCopyOperand}: every RoBERTa activation and Q, P, dS of the attention
+ * products), in which case `At` has the buffer's own layout and is filled by `copyBufferToTexture` (memcpy
+ * speed; entry 17).
+ *
+ * A batched product (e.g. the attention products Q·Kᵀ and P·V per batch element and head) stages every batch
+ * element z of a chunk as a block: `At` rows z·m .. z·m+m-1 and `Bt` rows z·ceil(k/4) .., so one packing
+ * dispatch (or one copy per element) per operand and one GEMM dispatch (third grid dimension = batch element)
+ * serve the whole chunk; a chunk holds as many batch elements as fit in `maxTextureDimension2D` (all 96 of
+ * roberta-base's 8 × 12 heads at seq 128), larger batches take several chunks (entry 14).
+ *
  * Then a register-blocked kernel (each invocation a tm × tn block of C in scalar accumulators, rows and
  * columns strided by the workgroup size; no workgroup memory, no barriers) writes C with alpha, bias and
- * accumulate. Packing is O(mk + nk) against the product's O(mnk). The textures are cached per Gpu and role and
+ * accumulate. Staging is O(mk + nk) against the product's O(mnk). The textures are cached per Gpu and role and
  * only grow; reusing one texture for consecutive products in one command buffer is safe because WebGPU orders
- * dispatches that write and read the same resource.
+ * the passes and copies of a command encoder that write and read the same resource.
  *
  * `kernels/gemm.ts` decides when to take this path; `bench/NOTES.md` has the measurements.
  * @module
@@ -37,7 +48,10 @@ export interface TextureGemmTile {
 /** Default tile: 8×8 invocations, 16 × 8 outputs each (32 vec4 of accumulators, the most before spilling). */
 export const TEXTURE_GEMM_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 16, tn: 8 };
 
-/** A strided view of one row-major operand: element (r, p) of the R × K matrix is at off + r·rs + p·ps. */
+/**
+ * A strided view of one row-major operand: element (r, p) of the R × K matrix of batch element z is at
+ * off + floor(z/inner)·bs[0] + (z%inner)·bs[1] + r·rs + p·ps.
+ */
 export interface PackedOperand {
   /** The buffer holding the operand. */
   buf: GPUBuffer;
@@ -49,6 +63,8 @@ export interface PackedOperand {
   rs: number;
   /** Element stride along k. */
   ps: number;
+  /** Batch strides [outer, inner] (default [0, 0]). */
+  bs?: [number, number];
 }
 
 /** Arguments of {@link gemmTexture}: already validated by `gemm`. */
@@ -77,15 +93,22 @@ export interface TextureGemmArgs {
   accumulate: boolean;
   /** Register blocking (default {@link TEXTURE_GEMM_TILE}). */
   tile?: TextureGemmTile;
+  /** Two-level batch [outer, inner] (default [1, 1]), as in `GemmArgs.batch`. */
+  batch?: [number, number];
+  /** Batch strides of C (default [0, 0]). */
+  strideC?: [number, number];
+  /** Stage op(A) by `copyBufferToTexture` when {@link canCopyOperand} allows (default true; false for A/B tests). */
+  copyA?: boolean;
 }
 
 /**
  * WGSL of the packing kernel: one invocation per texel, 4 guarded loads along k, zero past k. The texel of row r
- * and k-group q goes to (q, r) (`kMajor` false, used for A) or (r, q) (`kMajor` true, used for B).
+ * and k-group q of the chunk's batch element zl (global element z0 + zl, the grid's z) goes to (q, zl·rows + r)
+ * (`kMajor` false, used for A) or (r, zl·ceil(k/4) + q) (`kMajor` true, used for B).
  */
 export function packWgsl(kMajor: boolean): string {
   return /* wgsl */ `
-struct P { rows: u32, k: u32, off: u32, rs: u32, ps: u32 }
+struct P { rows: u32, k: u32, off: u32, rs: u32, ps: u32, z0: u32, inner: u32, s0: u32, s1: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var dst: texture_storage_2d<rgba32float, write>;
@@ -94,13 +117,15 @@ struct P { rows: u32, k: u32, off: u32, rs: u32, ps: u32 }
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let q = g.x;
   let r = g.y;
-  if (r >= p.rows || q * 4u >= p.k) { return; }
-  let base = p.off + r * p.rs + q * 4u * p.ps;
+  let kq = (p.k + 3u) / 4u;
+  if (r >= p.rows || q >= kq) { return; }
+  let z = p.z0 + g.z;
+  let base = p.off + (z / p.inner) * p.s0 + (z % p.inner) * p.s1 + r * p.rs + q * 4u * p.ps;
   var v = vec4<f32>(0.0);
   for (var u = 0u; u < 4u; u++) {
     if (q * 4u + u < p.k) { v[u] = src[base + u * p.ps]; }
   }
-  textureStore(dst, ${kMajor ? "vec2<u32>(r, q)" : "vec2<u32>(q, r)"}, v);
+  textureStore(dst, ${kMajor ? "vec2<u32>(r, g.z * kq + q)" : "vec2<u32>(q, g.z * p.rows + r)"}, v);
 }
 `;
 }
@@ -111,11 +136,13 @@ export function gemmTextureWgsl(tile: TextureGemmTile, opts: { bias: boolean; ac
   const nv = tn / 4;
   const X = "xyzw";
   const L: string[] = [];
-  for (let i = 0; i < tm; i++) L.push(`  let ra${i} = min(row0 + ${i * wy}u, p.m - 1u);`);
+  // Rows of At and the first row of Bt of this batch element (the grid's z within the chunk).
+  for (let i = 0; i < tm; i++) L.push(`  let ra${i} = wg.z * p.m + min(row0 + ${i * wy}u, p.m - 1u);`);
+  L.push(`  let qb = wg.z * p.kq;`);
   for (let j = 0; j < tn; j++) L.push(`  let cb${j} = min(col0 + ${j * wx}u, p.n - 1u);`);
   for (let i = 0; i < tm; i++) for (let v = 0; v < nv; v++) L.push(`  var acc${i}_${v} = vec4<f32>(0.0);`);
   L.push(`  for (var q = 0u; q < p.kq; q++) {`);
-  for (let j = 0; j < tn; j++) L.push(`    let b${j} = textureLoad(Bt, vec2<u32>(cb${j}, q));`);
+  for (let j = 0; j < tn; j++) L.push(`    let b${j} = textureLoad(Bt, vec2<u32>(cb${j}, qb + q));`);
   // Regroup B by k-component so that each FMA updates 4 columns at once.
   for (let c = 0; c < 4; c++) {
     for (let v = 0; v < nv; v++) {
@@ -133,7 +160,7 @@ export function gemmTextureWgsl(tile: TextureGemmTile, opts: { bias: boolean; ac
   L.push(`  }`);
   for (let i = 0; i < tm; i++) {
     L.push(`  if (row0 + ${i * wy}u < p.m) {`);
-    L.push(`    let base${i} = p.offC + (row0 + ${i * wy}u) * p.ldc;`);
+    L.push(`    let base${i} = oC + (row0 + ${i * wy}u) * p.ldc;`);
     for (let j = 0; j < tn; j++) {
       const col = `col0 + ${j * wx}u`;
       let v = `p.alpha * acc${i}_${j >> 2}.${X[j & 3]}`;
@@ -144,7 +171,7 @@ export function gemmTextureWgsl(tile: TextureGemmTile, opts: { bias: boolean; ac
     L.push(`  }`);
   }
   return /* wgsl */ `
-struct P { m: u32, n: u32, kq: u32, ldc: u32, offC: u32, alpha: f32 }
+struct P { m: u32, n: u32, kq: u32, ldc: u32, offC: u32, z0: u32, inner: u32, sC0: u32, sC1: u32, alpha: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var At: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var Bt: texture_storage_2d<rgba32float, read>;
@@ -155,12 +182,18 @@ ${opts.bias ? "@group(0) @binding(4) var<storage, read> bias: array<f32>;" : ""}
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
   let row0 = wg.y * ${wy * tm}u + l.y;
   let col0 = wg.x * ${wx * tn}u + l.x;
+  let z = p.z0 + wg.z;
+  let oC = p.offC + (z / p.inner) * p.sC0 + (z % p.inner) * p.sC1;
 ${L.join("\n")}
 }
 `;
 }
 
-/** Cached packing textures per Gpu: role → texture (grown, never shrunk). */
+/**
+ * Cached packing textures per Gpu: role → texture (grown, never shrunk). Batched products use their own roles
+ * ("Az", "Bz": narrow and tall) so that they do not grow the unbatched ones ("A", "B": wide) to the union of both
+ * shapes.
+ */
 const textures = new WeakMap<Gpu, Map<string, GPUTexture>>();
 
 /** Rounds up to a multiple of `q` (texture sizes are rounded so that few distinct sizes are created). */
@@ -169,20 +202,21 @@ function roundUp(v: number, q: number): number {
 }
 
 /** A cached rgba32float storage texture of at least width × height texels for `role`. */
-function packTexture(gpu: Gpu, role: "A" | "B", width: number, height: number): GPUTexture {
+function packTexture(gpu: Gpu, role: "A" | "B" | "Az" | "Bz", width: number, height: number): GPUTexture {
   let perGpu = textures.get(gpu);
   if (!perGpu) textures.set(gpu, perGpu = new Map());
   const old = perGpu.get(role);
   if (old && old.width >= width && old.height >= height) return old;
   const max = gpu.limits.maxTextureDimension2D;
-  const w = Math.min(max, Math.max(old?.width ?? 0, roundUp(width, 64)));
+  // Batched `At` is narrow (ceil(k/4) = 16 or 32 texels for attention): round its width finely.
+  const w = Math.min(max, Math.max(old?.width ?? 0, roundUp(width, role === "Az" ? 8 : 64)));
   const h = Math.min(max, Math.max(old?.height ?? 0, roundUp(height, 256)));
   // The old texture is only dropped, not destroyed: commands recorded but not yet submitted may still use it.
   const tex = gpu.device.createTexture({
     label: `gemm-pack-${role}`,
     size: [w, h],
     format: "rgba32float",
-    usage: GPUTextureUsage.STORAGE_BINDING,
+    usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
   });
   perGpu.set(role, tex);
   return tex;
@@ -190,7 +224,8 @@ function packTexture(gpu: Gpu, role: "A" | "B", width: number, height: number): 
 
 /**
  * Whether an m × n × k product fits this adapter's textures (each packed operand is ceil(k/4) texels wide and
- * m or n texels high).
+ * m or n texels high). Batched products always fit when one batch element does: they are split into chunks
+ * ({@link textureGemmChunk}).
  */
 export function textureGemmFits(gpu: Gpu, m: number, n: number, k: number): boolean {
   const max = gpu.limits.maxTextureDimension2D;
@@ -198,7 +233,31 @@ export function textureGemmFits(gpu: Gpu, m: number, n: number, k: number): bool
 }
 
 /**
- * Records the packing of op(A) and op(B)ᵀ into textures and the texture-fed GEMM (three dispatches, no submit).
+ * Whether op(A) can be staged into `At` by `copyBufferToTexture` instead of the packing kernel: its rows are
+ * contiguous along k (ps = 1) with k a multiple of 4 (whole texels), every batch element starts 16-byte aligned
+ * and the row stride is a multiple of 256 bytes (WebGPU's `bytesPerRow` alignment). True for the RoBERTa
+ * projections' activations (row stride 768 or 3072 floats) and for Q, P and dS of the attention products.
+ */
+export function canCopyOperand(op: PackedOperand, k: number, batches = 1): boolean {
+  const bs = op.bs ?? [0, 0];
+  const aligned = [op.off, ...(batches > 1 ? bs : [])].every((v) => v % 4 === 0);
+  return op.ps === 1 && k % 4 === 0 && (op.rs * 4) % 256 === 0 && aligned;
+}
+
+/**
+ * Batch elements per chunk of a batched m × n × k product: as many as fit in one packed texture (m rows of `At`
+ * and ceil(k/4) rows of `Bt` per element, at most `maxTextureDimension2D` rows) and in the grid's z dimension.
+ */
+export function textureGemmChunk(gpu: Gpu, m: number, k: number, batches: number): number {
+  const max = gpu.limits.maxTextureDimension2D;
+  const fit = Math.min(Math.floor(max / m), Math.floor(max / Math.ceil(k / 4)));
+  return Math.max(1, Math.min(batches, fit, gpu.limits.maxComputeWorkgroupsPerDimension));
+}
+
+/**
+ * Records the staging of op(A) and op(B)ᵀ into textures and the texture-fed GEMM, per chunk of batch elements
+ * ({@link textureGemmChunk}): three dispatches, or two and one `copyBufferToTexture` per batch element when
+ * op(A) can be copied ({@link canCopyOperand}). No submit.
  * Arguments are not validated here: `gemm` validates and calls this only when {@link textureGemmFits}.
  *
  * @example
@@ -225,38 +284,65 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
     );
   }
   const kq = Math.ceil(k / 4);
-  const views: GPUTextureView[] = [];
-  for (const [role, op] of [["A", args.a], ["B", args.b]] as const) {
-    const kMajor = role === "B";
-    const view = (kMajor ? packTexture(gpu, role, op.rows, kq) : packTexture(gpu, role, kq, op.rows))
-      .createView();
-    views.push(view);
-    rec.dispatch({
-      pipeline: gpu.pipeline(`gemm-tex-pack:kMajor${+kMajor}`, packWgsl(kMajor)),
-      buffers: [op.buf, view],
-      u32: [op.rows, k, op.off, op.rs, op.ps],
-      groups: [Math.ceil(kq / 8), Math.ceil(op.rows / 8)],
-      label: "gemm-pack",
-      shape: `${op.rows}x${k}`,
-      flops: 0,
-      bytes: 4 * op.rows * k + 16 * op.rows * kq,
-    });
-  }
+  const [outer, inner] = args.batch ?? [1, 1];
+  const batches = outer * inner;
+  const sC = args.strideC ?? [0, 0];
+  const chunk = textureGemmChunk(gpu, m, k, batches);
+  const batched = batches > 1;
   const opts = { bias: !!args.bias, accumulate: args.accumulate };
   const key = `gemm-tex:wx${tile.wx}:wy${tile.wy}:tm${tile.tm}:tn${tile.tn}:bias${+opts.bias}:acc${+opts
     .accumulate}`;
   const pipeline = gpu.pipeline(key, gemmTextureWgsl(tile, opts));
-  const buffers: (GPUBuffer | GPUTextureView)[] = [views[0], views[1], args.c];
-  if (args.bias) buffers.push(args.bias);
-  rec.dispatch({
-    pipeline,
-    buffers,
-    u32: [m, n, kq, args.ldc, args.offC],
-    f32: [args.alpha],
-    groups: [Math.ceil(n / (tile.wx * tile.tn)), Math.ceil(m / (tile.wy * tile.tm))],
-    label: "gemm-tex",
-    shape: `${m}x${n}x${k}`,
-    flops: 2 * m * n * k + (args.bias ? m * n : 0) + (args.accumulate ? m * n : 0),
-    bytes: 16 * kq * (m + n) + 4 * m * n * (args.accumulate ? 2 : 1) + (args.bias ? 4 * n : 0),
-  });
+  // The textures hold one chunk; later chunks overwrite them after the previous chunk's GEMM has read them
+  // (WebGPU orders the passes of one command buffer that write and read the same texture).
+  const views: GPUTextureView[] = [];
+  const texA = packTexture(gpu, batched ? "Az" : "A", kq, chunk * args.a.rows);
+  const texB = packTexture(gpu, batched ? "Bz" : "B", args.b.rows, chunk * kq);
+  views.push(texA.createView(), texB.createView());
+  const copyA = (args.copyA ?? true) && canCopyOperand(args.a, k, batches);
+  for (let z0 = 0; z0 < batches; z0 += chunk) {
+    const nz = Math.min(chunk, batches - z0);
+    [args.a, args.b].forEach((op, i) => {
+      const kMajor = i === 1;
+      const bs = op.bs ?? [0, 0];
+      if (!kMajor && copyA) {
+        // Rows of op(A) are contiguous, 16-byte aligned and 256-byte strided: the At layout is the buffer's
+        // own, so a copy (memcpy speed on llvmpipe) replaces the packing kernel's per-lane scalar loads.
+        rec.clear(args.c, 0, 0); // flushes the pending dispatches, so the copies are ordered after them
+        for (let zl = 0; zl < nz; zl++) {
+          const z = z0 + zl;
+          const off = op.off + Math.floor(z / inner) * bs[0] + (z % inner) * bs[1];
+          rec.encoder.copyBufferToTexture(
+            { buffer: op.buf, offset: 4 * off, bytesPerRow: 4 * op.rs, rowsPerImage: op.rows },
+            { texture: texA, origin: [0, zl * op.rows, 0] },
+            [kq, op.rows, 1],
+          );
+        }
+        return;
+      }
+      rec.dispatch({
+        pipeline: gpu.pipeline(`gemm-tex-pack:kMajor${+kMajor}`, packWgsl(kMajor)),
+        buffers: [op.buf, views[i]],
+        u32: [op.rows, k, op.off, op.rs, op.ps, z0, inner, bs[0], bs[1]],
+        groups: [Math.ceil(kq / 8), Math.ceil(op.rows / 8), nz],
+        label: "gemm-pack",
+        shape: `${op.rows}x${k}${batched ? `b${nz}` : ""}`,
+        flops: 0,
+        bytes: nz * (4 * op.rows * k + 16 * op.rows * kq),
+      });
+    });
+    const buffers: (GPUBuffer | GPUTextureView)[] = [views[0], views[1], args.c];
+    if (args.bias) buffers.push(args.bias);
+    rec.dispatch({
+      pipeline,
+      buffers,
+      u32: [m, n, kq, args.ldc, args.offC, z0, inner, sC[0], sC[1]],
+      f32: [args.alpha],
+      groups: [Math.ceil(n / (tile.wx * tile.tn)), Math.ceil(m / (tile.wy * tile.tm)), nz],
+      label: "gemm-tex",
+      shape: `${m}x${n}x${k}${batched ? `b${nz}` : ""}`,
+      flops: nz * (2 * m * n * k + (args.bias ? m * n : 0) + (args.accumulate ? m * n : 0)),
+      bytes: nz * (16 * kq * (m + n) + 4 * m * n * (args.accumulate ? 2 : 1)) + (args.bias ? 4 * n : 0),
+    });
+  }
 }

@@ -3,14 +3,18 @@
  * alpha, accumulate and bias. Outputs are poisoned with NaN (or, for accumulate, set to known random values)
  * before each run; elements the kernel must not touch are checked to be untouched.
  *
- * Error bound: relErr (max abs error / max |reference|) <= 1e-5. Inputs are uniform in [-1, 1) and k <= 130,
- * so fp32 accumulation error is about sqrt(k)·2^-24 relative to |C| ~ sqrt(k/9): well under 1e-5.
+ * Both kernel families are covered: the buffer-fed kernels and the texture-fed one (forced with
+ * `path: "texture"`), unbatched and batched, including batches split into several texture chunks.
+ *
+ * Error bound: relErr (max abs error / max |reference|) <= 1e-5. Inputs are uniform in [-1, 1) and k <= 130
+ * (one chunking case has k = 1201), so fp32 accumulation error is about sqrt(k)·2^-24 (< 3e-6 at k = 1201)
+ * relative to |C| ~ sqrt(k/9): under 1e-5.
  */
 import { ok, strictEqual, throws } from "node:assert/strict";
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
 import { gemm, type GemmArgs, type GemmTile, GPU_GEMM_TILE } from "../kernels/gemm.ts";
-import type { TextureGemmTile } from "../kernels/gemm_texture.ts";
+import { canCopyOperand, textureGemmChunk, type TextureGemmTile } from "../kernels/gemm_texture.ts";
 import { gemmRef, type GemmRefArgs } from "../kernels/reference/gemm.ts";
 import { assertClose, poison, randomF32 } from "./util.ts";
 
@@ -22,6 +26,8 @@ type Case = GemmRefArgs & {
   tile?: GemmTile;
   path?: GemmArgs["path"];
   textureTile?: TextureGemmTile;
+  /** Dispatches the call must record (e.g. 2 per chunk when op(A) is copied instead of packed). */
+  dispatches?: number;
 };
 
 /** Elements one operand spans for all batch elements (plus slack). */
@@ -60,8 +66,12 @@ async function runCase(c: Case, seed: number): Promise<void> {
   const bufA = gpu.upload(a, "A"), bufB = gpu.upload(b, "B"), bufC = gpu.upload(c0, "C");
   const bufBias = bias ? gpu.upload(bias, "bias") : undefined;
   const rec = new Recorder(gpu);
-  const args: GemmArgs = { ...c, a: bufA, b: bufB, c: bufC, bias: bufBias };
+  const { dispatches, ...shape } = c;
+  const args: GemmArgs = { ...shape, a: bufA, b: bufB, c: bufC, bias: bufBias };
   gemm(rec, args);
+  if (dispatches !== undefined) {
+    strictEqual(rec.dispatchCount, dispatches, `dispatches of ${JSON.stringify(c)}`);
+  }
   const got = await rec.read(bufC, lenC);
   const gotAddr: number[] = [], wantAddr: number[] = [];
   for (let i = 0; i < lenC; i++) {
@@ -255,6 +265,196 @@ Deno.test("gemm: texture-fed path (CPU adapters' large products), forced on ragg
   await runCase({ m: 300, n: 20, k: 9, transA: true, path: "texture" }, ++seed);
 });
 
+Deno.test("gemm: texture-fed path on batched products (attention shapes, transposes, chunks)", async () => {
+  let seed = 700;
+  // Attention as the model records it, heads strided inside [batch*seq, hidden], ragged seq and head width.
+  const batch = 2, heads = 3, seq = 13, d = 6, hidden = heads * d;
+  const tok: [number, number] = [seq * hidden, d], att: [number, number] = [heads * seq * seq, seq * seq];
+  const attn = { batch: [batch, heads] as [number, number], path: "texture" as const };
+  // S = alpha·Q·Kᵀ, P·V, dV = Pᵀ·dC, dQ = alpha·dS·K, dK = alpha·dSᵀ·Q (the last accumulating, as a check).
+  await runCase({
+    m: seq,
+    n: seq,
+    k: d,
+    transB: true,
+    lda: hidden,
+    ldb: hidden,
+    alpha: 1 / Math.sqrt(d),
+    strideA: tok,
+    strideB: tok,
+    strideC: att,
+    ...attn,
+  }, ++seed);
+  await runCase({
+    m: seq,
+    n: d,
+    k: seq,
+    lda: seq,
+    ldb: hidden,
+    ldc: hidden,
+    strideA: att,
+    strideB: tok,
+    strideC: tok,
+    ...attn,
+  }, ++seed);
+  await runCase({
+    m: seq,
+    n: d,
+    k: seq,
+    transA: true,
+    lda: seq,
+    ldb: hidden,
+    ldc: hidden,
+    strideA: att,
+    strideB: tok,
+    strideC: tok,
+    ...attn,
+  }, ++seed);
+  await runCase({
+    m: seq,
+    n: d,
+    k: seq,
+    transA: true,
+    lda: seq,
+    ldb: hidden,
+    ldc: hidden,
+    alpha: 0.3,
+    accumulate: true,
+    strideA: att,
+    strideB: tok,
+    strideC: tok,
+    ...attn,
+  }, ++seed);
+  // Every transpose combination with both batch levels, offsets, padded strides, alpha, bias and accumulate.
+  for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
+    const m = 9, n = 70, k = 13;
+    await runCase({
+      m,
+      n,
+      k,
+      transA,
+      transB,
+      lda: transA ? m + 2 : k + 1,
+      ldb: transB ? k + 3 : n + 1,
+      ldc: n + 2,
+      offA: 3,
+      offB: 5,
+      offC: 2,
+      alpha: -0.6,
+      bias: transA,
+      accumulate: transB,
+      batch: [3, 2],
+      strideA: [1000, 300],
+      strideB: [2200, 1100],
+      strideC: [1500, 700],
+      path: "texture",
+    }, ++seed);
+  }
+  // Batches that do not fit one packed texture take several chunks (rows of At, then rows of Bt, overflow).
+  const gpu = await getGpu();
+  const byRows = { m: 300, n: 9, k: 6, batch: [7, 9] as [number, number] };
+  ok(textureGemmChunk(gpu, byRows.m, byRows.k, 63) < 63, "the m = 300 case must need more than one chunk");
+  await runCase({
+    ...byRows,
+    transA: true,
+    strideA: [9 * 6 * 300, 6 * 300],
+    strideB: [9 * 60, 60],
+    strideC: [9 * 2700, 2700],
+    path: "texture",
+  }, ++seed);
+  const byK = { m: 3, n: 18, k: 1201, batch: [6, 10] as [number, number] };
+  ok(textureGemmChunk(gpu, byK.m, byK.k, 60) < 60, "the k = 1201 case must need more than one chunk");
+  await runCase({
+    ...byK,
+    transB: true,
+    strideA: [10 * 3 * 1201, 3 * 1201],
+    strideB: [10 * 18 * 1201, 18 * 1201],
+    strideC: [10 * 54, 54],
+    path: "texture",
+  }, ++seed);
+});
+
+Deno.test("gemm: texture-fed path with op(A) staged by copyBufferToTexture (256-byte row strides)", async () => {
+  let seed = 800;
+  // Unbatched: lda a multiple of 64 floats, offA a multiple of 4, k a multiple of 4; ragged m and n.
+  const plain = { m: 37, n: 70, k: 40, lda: 64, offA: 8 };
+  ok(canCopyOperand({ buf: null!, rows: plain.m, off: plain.offA, rs: plain.lda, ps: 1 }, plain.k));
+  await runCase({ ...plain, transB: true, path: "texture", dispatches: 2 }, ++seed);
+  await runCase(
+    { ...plain, ldb: 75, offB: 3, alpha: 0.7, bias: true, accumulate: true, path: "texture" },
+    ++seed,
+  );
+  // A texture grown by earlier products (wider, taller) and a product whose At is narrower than it.
+  await runCase(
+    { m: 130, n: 19, k: 128, lda: 192, offA: 64, transB: true, path: "texture", dispatches: 2 },
+    ++seed,
+  );
+  await runCase({ m: 5, n: 33, k: 4, lda: 128, path: "texture" }, ++seed);
+  // Batched as in attention: Q·Kᵀ with heads of width 16 inside a 64-wide hidden (row stride 256 bytes).
+  const batch = 3, heads = 4, seq = 11, d = 16, hidden = heads * d;
+  const tok: [number, number] = [seq * hidden, d], att: [number, number] = [heads * seq * seq, seq * seq];
+  ok(canCopyOperand({ buf: null!, rows: seq, off: 0, rs: hidden, ps: 1, bs: tok }, d, batch * heads));
+  await runCase({
+    m: seq,
+    n: seq,
+    k: d,
+    transB: true,
+    lda: hidden,
+    ldb: hidden,
+    alpha: 0.25,
+    batch: [batch, heads],
+    strideA: tok,
+    strideB: tok,
+    strideC: att,
+    path: "texture",
+    dispatches: 2,
+  }, ++seed);
+  // P·V with P rows of 64 floats (seq 64), batched, accumulate.
+  const seq2 = 64;
+  const att2: [number, number] = [heads * seq2 * seq2, seq2 * seq2],
+    tok2: [number, number] = [seq2 * hidden, d];
+  ok(canCopyOperand({ buf: null!, rows: seq2, off: 0, rs: seq2, ps: 1, bs: att2 }, seq2, 2 * heads));
+  await runCase({
+    m: seq2,
+    n: d,
+    k: seq2,
+    lda: seq2,
+    ldb: hidden,
+    ldc: hidden,
+    accumulate: true,
+    batch: [2, heads],
+    strideA: att2,
+    strideB: tok2,
+    strideC: tok2,
+    path: "texture",
+    dispatches: 2,
+  }, ++seed);
+  // Chunked: 60 batch elements of 300 rows do not fit one texture.
+  const gpu = await getGpu();
+  ok(textureGemmChunk(gpu, 300, 4, 60) < 60);
+  await runCase({
+    m: 300,
+    n: 17,
+    k: 4,
+    lda: 64,
+    batch: [6, 10],
+    strideA: [10 * 19200, 19200],
+    strideB: [40, 4],
+    strideC: [10 * 5100, 5100],
+    path: "texture",
+    dispatches: 4,
+  }, ++seed);
+  // Not copyable (the packing kernel runs): misaligned offset, row stride not a multiple of 64, k % 4 != 0.
+  await runCase(
+    { m: 37, n: 70, k: 40, lda: 64, offA: 6, transB: true, path: "texture", dispatches: 3 },
+    ++seed,
+  );
+  ok(!canCopyOperand({ buf: null!, rows: 3, off: 2, rs: 64, ps: 1 }, 8));
+  ok(!canCopyOperand({ buf: null!, rows: 3, off: 0, rs: 60, ps: 1 }, 8));
+  ok(!canCopyOperand({ buf: null!, rows: 3, off: 0, rs: 64, ps: 1 }, 6));
+  ok(!canCopyOperand({ buf: null!, rows: 3, off: 0, rs: 64, ps: 1, bs: [6, 0] }, 8, 2));
+});
+
 Deno.test("gemm: bad arguments give clear errors", async () => {
   const gpu = await getGpu();
   const rec = new Recorder(gpu);
@@ -272,14 +472,18 @@ Deno.test("gemm: bad arguments give clear errors", async () => {
     () => gemm(rec, { a, b, c, m: 3, n: 3, k: 4, tile: { wx: 8, wy: 8, tm: 2, tn: 6 } }),
     /tn a multiple of 4/,
   );
-  throws(
-    () => gemm(rec, { a, b, c, m: 3, n: 3, k: 0, path: "texture" }),
-    /path "texture" needs an unbatched product/,
-  );
-  throws(
-    () => gemm(rec, { a, b, c, m: 1, n: 1, k: 4, batch: [2, 1], strideC: [1, 0], path: "texture" }),
-    /path "texture" needs an unbatched product/,
-  );
+  throws(() => gemm(rec, { a, b, c, m: 3, n: 3, k: 0, path: "texture" }), /path "texture" needs 1 <= k/);
+  {
+    // One batch element taller than the adapter's textures cannot take the texture path.
+    const rows = gpu.limits.maxTextureDimension2D + 1;
+    const tall = gpu.buffer(4 * rows, "tall"), out = gpu.buffer(4 * rows, "out");
+    throws(
+      () => gemm(rec, { a: tall, b, c: out, m: rows, n: 1, k: 1, path: "texture" }),
+      new RegExp(`path "texture" needs 1 <= k and ceil\\(k/4\\), m, n <= ${rows - 1} \\(got ${rows}x1x1`),
+    );
+    tall.destroy();
+    out.destroy();
+  }
   strictEqual(rec.dispatchCount, 0);
   for (const x of [a, b, c]) x.destroy();
 });
