@@ -121,7 +121,8 @@ export const RUN_HELP: Record<keyof RunConfig, string> = {
   name: "run name (default output folder runs/<name>)",
   task: "GLUE task: sst2 cola mrpc stsb qnli rte qqp mnli wnli",
   data: "GLUE folder with <TASK>/{train,dev}.tsv (default: committed samples in data/glue)",
-  model: "Hugging Face model folder (config.json, model.safetensors, tokenizer files: vocab.json+merges.txt or vocab.txt)",
+  model:
+    "Hugging Face model folder (config.json, model.safetensors, tokenizer files: vocab.json+merges.txt or vocab.txt)",
   preset: "random model made from the seed when --model is not given: tiny|base|large",
   devices: "number of simulated devices K",
   rounds: "communication rounds",
