@@ -11,6 +11,7 @@
  * differ only in summation order and in the erf/tanh/exp implementations (a few ulp each), so relative errors
  * of ~1e-6 are expected and 1e-5 (relative to the largest logit) leaves a margin of about 10×.
  */
+import { randomAdapter } from "./model_fixture.ts";
 import { deepStrictEqual, notDeepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 import { headLayout, type LoraSettings } from "../model/names.ts";
@@ -123,17 +124,6 @@ interface Built {
   classifier: Record<string, number[]>;
 }
 
-/** Seeded random values in [-0.3, 0.3) for every adapter tensor (LoRA A, B and the head). */
-function randomAdapter(model: RobertaModel, seed: number): Map<string, Float32Array> {
-  const r = new KeyedRandom([seed, Purpose.test, 0x1f]);
-  const out = new Map<string, Float32Array>();
-  for (const [name, shape] of model.adapterShapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    out.set(name, Float32Array.from({ length: n }, () => (r.uniform() - 0.5) * 0.6));
-  }
-  return out;
-}
-
 /** Our head tensors (peft names) must equal the classifier transformers saved (Hugging Face names). */
 function assertHeadFromCheckpoint(
   adapter: Map<string, Float32Array>,
@@ -211,7 +201,7 @@ Deno.test({
             seed: 9,
             dropout: NO_DROPOUT,
           });
-          adapted.setAdapter(randomAdapter(adapted, c.seed));
+          adapted.setAdapter(randomAdapter(adapted, c.seed, 0x1f));
           const logits = await adapted.forward(c.input);
           ok(relErr(logits, hf.logits) > 1e-2, `${c.name}: the random adapter hardly changes the logits`);
           const adapterDir = `${tmp}/adapter-${c.family}-${c.numLabels}`;

@@ -11,7 +11,7 @@ import { baseLayout, type LoraSettings } from "../model/names.ts";
 import { SafetensorsFile, writeSafetensors } from "../model/safetensors.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 import { assertClose } from "./util.ts";
-import { hfConfig } from "./model_fixture.ts";
+import { hfConfig, randomAdapter, randomMasks } from "./model_fixture.ts";
 
 const CFG: EncoderConfigLike = {
   modelType: "bert",
@@ -69,28 +69,6 @@ function pairBatch(lengths: [number, number][], seqLen: number, seed: number) {
     types.set(typeRow, b * seqLen);
   });
   return { inputIds: ids, typeIds: types, batch: lengths.length, seqLen };
-}
-
-function randomAdapter(model: RobertaModel, seed: number): Map<string, Float32Array> {
-  const r = new KeyedRandom([seed, Purpose.test, 7]);
-  const out = new Map<string, Float32Array>();
-  for (const [name, shape] of model.adapterShapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    out.set(name, Float32Array.from({ length: n }, () => (r.uniform() - 0.5) * 0.6));
-  }
-  return out;
-}
-
-function randomMasks(model: RobertaModel, seed: number) {
-  const r = new KeyedRandom([seed, Purpose.test, 11]);
-  const m = new Map<string, { a: Float32Array; b: Float32Array }>();
-  for (const mod of model.modules) {
-    m.set(mod.path, {
-      a: Float32Array.from({ length: mod.nIn }, () => (r.uniform() < 0.3 ? 0 : 1)),
-      b: Float32Array.from({ length: mod.nOut }, () => (r.uniform() < 0.3 ? 0 : 1)),
-    });
-  }
-  return m;
 }
 
 const CASES: {

@@ -1,5 +1,37 @@
-/** Shared fixture of the model tests: the Hugging Face config.json of a tiny random RoBERTa. */
+/**
+ * Shared fixtures of the model tests: the Hugging Face config.json of a tiny random encoder, and seeded random
+ * adapters and FedLoDrop masks for a loaded model.
+ */
 import type { EncoderConfigLike } from "../model/reference.ts";
+import type { RobertaModel } from "../model/roberta.ts";
+import { KeyedRandom, Purpose } from "../kernels/rng.ts";
+
+/** Seeded random values in [-0.3, 0.3) for every adapter tensor (LoRA A, B too, and the head). */
+export function randomAdapter(model: RobertaModel, seed: number, key = 7): Map<string, Float32Array> {
+  const r = new KeyedRandom([seed, Purpose.test, key]);
+  const out = new Map<string, Float32Array>();
+  for (const [name, shape] of model.adapterShapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    out.set(name, Float32Array.from({ length: n }, () => (r.uniform() - 0.5) * 0.6));
+  }
+  return out;
+}
+
+/** Seeded FedLoDrop masks for every adapted module, about 30 % of the rows and columns dropped. */
+export function randomMasks(
+  model: RobertaModel,
+  seed: number,
+): Map<string, { a: Float32Array; b: Float32Array }> {
+  const r = new KeyedRandom([seed, Purpose.test, 11]);
+  const m = new Map<string, { a: Float32Array; b: Float32Array }>();
+  for (const mod of model.modules) {
+    m.set(mod.path, {
+      a: Float32Array.from({ length: mod.nIn }, () => (r.uniform() < 0.3 ? 0 : 1)),
+      b: Float32Array.from({ length: mod.nOut }, () => (r.uniform() < 0.3 ? 0 : 1)),
+    });
+  }
+  return m;
+}
 
 /** config.json fields (Hugging Face names) for the encoder constants `c`, plus any `extra` fields. */
 export function hfConfig(c: EncoderConfigLike, extra: Record<string, unknown> = {}) {

@@ -10,7 +10,7 @@ import type { LoraSettings } from "../model/names.ts";
 import { writeSafetensors } from "../model/safetensors.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 import { assertClose } from "./util.ts";
-import { hfConfig } from "./model_fixture.ts";
+import { hfConfig, randomAdapter, randomMasks } from "./model_fixture.ts";
 
 const CFG: EncoderConfigLike = {
   hiddenSize: 16,
@@ -66,29 +66,6 @@ function batchOf(seed: number, batch: number, seqLen: number, padFrom: number[])
     }
   }
   return ids;
-}
-
-/** Random nonzero adapter (B too) so every gradient path is exercised. */
-function randomAdapter(model: RobertaModel, seed: number): Map<string, Float32Array> {
-  const r = new KeyedRandom([seed, Purpose.test, 7]);
-  const out = new Map<string, Float32Array>();
-  for (const [name, shape] of model.adapterShapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    out.set(name, Float32Array.from({ length: n }, () => (r.uniform() - 0.5) * 0.6));
-  }
-  return out;
-}
-
-function randomMasks(model: RobertaModel, seed: number) {
-  const r = new KeyedRandom([seed, Purpose.test, 11]);
-  const m = new Map<string, { a: Float32Array; b: Float32Array }>();
-  for (const mod of model.modules) {
-    m.set(mod.path, {
-      a: Float32Array.from({ length: mod.nIn }, () => (r.uniform() < 0.3 ? 0 : 1)),
-      b: Float32Array.from({ length: mod.nOut }, () => (r.uniform() < 0.3 ? 0 : 1)),
-    });
-  }
-  return m;
 }
 
 const NO_DROPOUT = { hidden: 0, attention: 0, lora: 0 };
