@@ -194,7 +194,13 @@ ${L.join("\n")}
  * ("Az", "Bz": narrow and tall) so that they do not grow the unbatched ones ("A", "B": wide) to the union of both
  * shapes.
  */
-const textures = new WeakMap<Gpu, Map<string, GPUTexture>>();
+const textures = new WeakMap<Gpu, Map<string, { tex: GPUTexture; view: GPUTextureView }>>();
+
+/**
+ * Replaced textures stay referenced (commands recorded but not yet submitted may still use them; releasing
+ * them to the garbage collector mid-flight was linked to rare llvmpipe crashes at exit, bench/NOTES.md E8).
+ */
+const retired: { tex: GPUTexture; view: GPUTextureView }[] = [];
 
 /** Rounds up to a multiple of `q` (texture sizes are rounded so that few distinct sizes are created). */
 function roundUp(v: number, q: number): number {
@@ -202,24 +208,31 @@ function roundUp(v: number, q: number): number {
 }
 
 /** A cached rgba32float storage texture of at least width × height texels for `role`. */
-function packTexture(gpu: Gpu, role: "A" | "B" | "Az" | "Bz", width: number, height: number): GPUTexture {
+function packTexture(
+  gpu: Gpu,
+  role: "A" | "B" | "Az" | "Bz",
+  width: number,
+  height: number,
+): { tex: GPUTexture; view: GPUTextureView } {
   let perGpu = textures.get(gpu);
   if (!perGpu) textures.set(gpu, perGpu = new Map());
-  const old = perGpu.get(role);
-  if (old && old.width >= width && old.height >= height) return old;
+  const have = perGpu.get(role), old = have?.tex;
+  if (have && old && old.width >= width && old.height >= height) return have;
   const max = gpu.limits.maxTextureDimension2D;
   // Batched `At` is narrow (ceil(k/4) = 16 or 32 texels for attention): round its width finely.
   const w = Math.min(max, Math.max(old?.width ?? 0, roundUp(width, role === "Az" ? 8 : 64)));
   const h = Math.min(max, Math.max(old?.height ?? 0, roundUp(height, 256)));
-  // The old texture is only dropped, not destroyed: commands recorded but not yet submitted may still use it.
+  // The old texture is kept (retired), not destroyed: commands recorded but not yet submitted may still use it.
   const tex = gpu.device.createTexture({
     label: `gemm-pack-${role}`,
     size: [w, h],
     format: "rgba32float",
     usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
   });
-  perGpu.set(role, tex);
-  return tex;
+  if (have) retired.push(have);
+  const packed = { tex, view: tex.createView() };
+  perGpu.set(role, packed);
+  return packed;
 }
 
 /**
@@ -295,10 +308,9 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
   const pipeline = gpu.pipeline(key, gemmTextureWgsl(tile, opts));
   // The textures hold one chunk; later chunks overwrite them after the previous chunk's GEMM has read them
   // (WebGPU orders the passes of one command buffer that write and read the same texture).
-  const views: GPUTextureView[] = [];
-  const texA = packTexture(gpu, batched ? "Az" : "A", kq, chunk * args.a.rows);
-  const texB = packTexture(gpu, batched ? "Bz" : "B", args.b.rows, chunk * kq);
-  views.push(texA.createView(), texB.createView());
+  const { tex: texA, view: viewA } = packTexture(gpu, batched ? "Az" : "A", kq, chunk * args.a.rows);
+  const { view: viewB } = packTexture(gpu, batched ? "Bz" : "B", args.b.rows, chunk * kq);
+  const views = [viewA, viewB];
   const copyA = (args.copyA ?? true) && canCopyOperand(args.a, k, batches);
   for (let z0 = 0; z0 < batches; z0 += chunk) {
     const nz = Math.min(chunk, batches - z0);
@@ -308,11 +320,10 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
       if (!kMajor && copyA) {
         // Rows of op(A) are contiguous, 16-byte aligned and 256-byte strided: the At layout is the buffer's
         // own, so a copy (memcpy speed on llvmpipe) replaces the packing kernel's per-lane scalar loads.
-        rec.clear(args.c, 0, 0); // flushes the pending dispatches, so the copies are ordered after them
         for (let zl = 0; zl < nz; zl++) {
           const z = z0 + zl;
           const off = op.off + Math.floor(z / inner) * bs[0] + (z % inner) * bs[1];
-          rec.encoder.copyBufferToTexture(
+          rec.copyBufferToTexture(
             { buffer: op.buf, offset: 4 * off, bytesPerRow: 4 * op.rs, rowsPerImage: op.rows },
             { texture: texA, origin: [0, zl * op.rows, 0] },
             [kq, op.rows, 1],

@@ -118,6 +118,19 @@ export class Recorder {
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
   }
 
+  /**
+   * Records a buffer-to-texture copy (after every dispatch recorded so far, like `copy`), e.g. staging an
+   * operand into a texture that a later kernel reads with `textureLoad`.
+   */
+  copyBufferToTexture(
+    source: GPUTexelCopyBufferInfo,
+    destination: GPUTexelCopyTextureInfo,
+    size: GPUExtent3D,
+  ): void {
+    this.#flushPending();
+    this.encoder.copyBufferToTexture(source, destination, size);
+  }
+
   /** Records zeroing `bytes` of `buf` from `offset`. */
   clear(buf: GPUBuffer, offset = 0, bytes?: number): void {
     this.#flushPending();

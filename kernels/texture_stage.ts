@@ -61,14 +61,6 @@ function stageTexture(gpu: Gpu, role: string, width: number, height: number): St
   return staged;
 }
 
-/**
- * Flushes the recorder's pending dispatches so that commands recorded on `rec.encoder` come after them
- * (the Recorder turns dispatches into passes lazily; a zero-byte clear of `buf` forces that).
- */
-function flush(rec: Recorder, buf: GPUBuffer): void {
-  rec.clear(buf, 0, 0);
-}
-
 /** Whether `count` elements can be flat-staged on this adapter (whole texels, within the texture height). */
 export function canStageFlat(gpu: Gpu, count: number): boolean {
   return count > 0 && count % 4 === 0 &&
@@ -95,13 +87,12 @@ export function stageFlat(rec: Recorder, role: string, buf: GPUBuffer, count: nu
   const texels = count / 4;
   const full = Math.floor(texels / FLAT_ROW_TEXELS), rest = texels % FLAT_ROW_TEXELS;
   const { tex, view } = stageTexture(rec.gpu, role, FLAT_ROW_TEXELS, full + (rest ? 1 : 0));
-  flush(rec, buf);
   const bytesPerRow = FLAT_ROW_TEXELS * 16;
   if (full > 0) {
-    rec.encoder.copyBufferToTexture({ buffer: buf, bytesPerRow }, { texture: tex }, [FLAT_ROW_TEXELS, full]);
+    rec.copyBufferToTexture({ buffer: buf, bytesPerRow }, { texture: tex }, [FLAT_ROW_TEXELS, full]);
   }
   if (rest > 0) {
-    rec.encoder.copyBufferToTexture(
+    rec.copyBufferToTexture(
       { buffer: buf, offset: full * bytesPerRow, bytesPerRow },
       { texture: tex, origin: [0, full] },
       [rest, 1],
@@ -125,7 +116,6 @@ export function stageMatrix(
     throw new Error(`stageMatrix: cannot stage a ${rows}x${cols} matrix for ${role}`);
   }
   const { tex, view } = stageTexture(rec.gpu, role, cols / 4, rows);
-  flush(rec, buf);
-  rec.encoder.copyBufferToTexture({ buffer: buf, bytesPerRow: cols * 4 }, { texture: tex }, [cols / 4, rows]);
+  rec.copyBufferToTexture({ buffer: buf, bytesPerRow: cols * 4 }, { texture: tex }, [cols / 4, rows]);
   return view;
 }
