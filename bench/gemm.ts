@@ -1,5 +1,5 @@
 /**
- * `deno task bench gemm [--reps N] [--no-numpy] [--no-ts] [--attention-only]`: the WGSL GEMM on the projection shapes of
+ * `deno task bench gemm [--reps N] [--no-numpy] [--no-ts] [--attention-only] [--attention-shape B,heads,T,d]`: the WGSL GEMM on the projection shapes of
  * roberta-large (y = x·Wᵀ, sizes given as M×K×N: M tokens, K input features, N output features) and on the
  * LoRA shapes (r = 8), against a plain TypeScript triple loop (timed on a block of rows and scaled) and numpy's
  * fp32 matmul (bench/gemm_numpy.py). Also times the masked-LoRA forward and backward kernels.
@@ -116,11 +116,16 @@ async function numpyRates(reps: number): Promise<Map<string, number> | string> {
  * The batched attention products of roberta-base at batch 8 × seq 128 (B·heads = 96 batch elements, T = 128,
  * d = 64, Q/K/V/context inside [B·T, H] with H = 768, scores/probs [B, heads, T, T]): S = Q·Kᵀ (also the shape
  * of dP = dC·Vᵀ), C = P·V (also dQ = dS·K) and dV = Pᵀ·dC (also dK = dSᵀ·Q), each on the buffer-fed kernels,
- * the texture-fed one and gemm's "auto" choice, in the same run.
+ * the texture-fed one and gemm's "auto" choice, in the same run. `--attention-shape B,heads,T,d` picks another
+ * model's shape (e.g. MiniLM at batch 16 × seq 32: 16,12,32,32).
  */
-async function attentionProducts(rec: Recorder, reps: number): Promise<void> {
+async function attentionProducts(
+  rec: Recorder,
+  reps: number,
+  [B, nh, T, d]: readonly number[] = [8, 12, 128, 64],
+): Promise<void> {
   const gpu = rec.gpu;
-  const B = 8, nh = 12, T = 128, d = 64, H = nh * d;
+  const H = nh * d;
   const tok: [number, number] = [T * H, d], att: [number, number] = [nh * T * T, T * T];
   const q = gpu.upload(pattern(B * T * H, 1000), "Q"), kk = gpu.upload(pattern(B * T * H, 997), "K");
   const p = gpu.upload(pattern(B * nh * T * T, 991), "P"), s = gpu.buffer(B * nh * T * T * 4, "S");
@@ -234,8 +239,15 @@ export async function run(args: string[]): Promise<void> {
       `invocations, ${TEXTURE_GEMM_TILE.tm}x${TEXTURE_GEMM_TILE.tn} outputs each; shapes are M×K×N of y = x·Wᵀ ` +
       `(x [M,K], W [N,K], transB); median of ${reps} after a warm-up`,
   );
-  if (flag("--attention-only")) {
-    await attentionProducts(new Recorder(gpu), reps);
+  const shapeAt = Deno.args.indexOf("--attention-shape");
+  if (flag("--attention-only") || shapeAt >= 0) {
+    const shape = shapeAt >= 0 ? (Deno.args[shapeAt + 1] ?? "").split(",").map(Number) : undefined;
+    if (shape && (shape.length !== 4 || !shape.every((v) => Number.isInteger(v) && v >= 1))) {
+      throw new Error(
+        `--attention-shape expects B,heads,T,d (four positive integers), got ${Deno.args[shapeAt + 1]}`,
+      );
+    }
+    await attentionProducts(new Recorder(gpu), reps, shape);
     return;
   }
   const numpy = flag("--no-numpy") ? "numpy: skipped (--no-numpy)" : await numpyRates(reps);

@@ -87,6 +87,14 @@ export interface GemmArgs {
 export const TEXTURE_GEMM_MIN_WORK = 2 ** 20;
 
 /**
+ * Texture tile for batched products whose per-element output is at most 64 × 64 (attention at short sequence
+ * lengths, e.g. 192 × 32×32×32 for MiniLM at batch 16 × seq 32): the default 16×8 outputs per invocation on
+ * 8×8 invocations covers 128×64 per workgroup and leaves most lanes idle there. Measured on llvmpipe
+ * (bench/NOTES.md entry 18): 1.2–1.6× faster for T = 24…64, same results bit for bit (same k order).
+ */
+export const SMALL_BATCHED_TEXTURE_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
+
+/**
  * Switches of {@link gemm}'s kernel choices, for benchmarks that compare variants inside one program (e.g.
  * `deno task bench step --no-batched-texture`); library code leaves them at their defaults. `batchedTexture`:
  * whether `"auto"` may take the texture-fed kernel for batched products; `copyA`: whether the texture-fed
@@ -409,7 +417,8 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
       offC,
       alpha,
       accumulate: !!args.accumulate,
-      tile: args.textureTile,
+      tile: args.textureTile ??
+        (outer * inner > 1 && m <= 64 && n <= 64 ? SMALL_BATCHED_TEXTURE_TILE : undefined),
     });
     return;
   }
