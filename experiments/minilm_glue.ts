@@ -71,7 +71,7 @@ export const TASKS: Record<string, TaskSettings> = {
 /** γ values of the FedEx sweep. */
 export const GAMMAS = [0, 0.1, 0.3, 0.5, 0.7];
 /** Seeds of every configuration. */
-export const SEEDS = [0, 1];
+export const SEEDS = [0, 1, 2];
 
 interface Result {
   aggregator: string;
