@@ -223,7 +223,8 @@ async function main(): Promise<void> {
   const add = (r: Result | null) => {
     if (r) results.push(r);
   };
-  const total = GAMMAS.length * SEEDS.length + 4 * SEEDS.length;
+  // Phase 2 has 2 or 4 configurations (γ = 0 only when the best γ is 0): the ETA assumes 4.
+  let total = GAMMAS.length * SEEDS.length + 4 * SEEDS.length;
   const progress = () => {
     const done = results.length, el = (performance.now() - t0) / 1000;
     const eta = done > 0 ? (el / done) * (total - done) : NaN;
@@ -245,6 +246,7 @@ async function main(): Promise<void> {
   console.error(`minilm_glue: ${task}: best γ by mean best dev = ${bestGamma}`);
   // Phase 2: FedAvg and FFA-LoRA at γ = 0 and the best γ.
   const phase2 = bestGamma === 0 ? [0] : [0, bestGamma];
+  total = (GAMMAS.length + 2 * phase2.length) * SEEDS.length;
   for (const aggregator of ["fedavg", "ffa"] as const) {
     for (const gamma of phase2) {
       for (const seed of SEEDS) {
@@ -267,9 +269,9 @@ async function main(): Promise<void> {
       SEEDS.join(", ")
     }\n\n` +
       `Settings: ${JSON.stringify(s)}; best γ (FedEx, by mean best dev) = ${bestGamma}. ` +
-      `${results.length} of ${total} runs finished. Wall time of this invocation: ${
-        wall.toFixed(0)
-      } s (runs reused from earlier invocations count 0).\n\n${md}`,
+      `${results.length} of ${total} runs finished; their training runs took ${
+        results.reduce((a, r) => a + r.summary.seconds, 0).toFixed(0)
+      } s in all (sum of each run's own wall time).\n\n${md}`,
   );
   const fedex = groups(results).filter((g) => g.aggregator === "fedex");
   const line = (pick: (r: RunSummaryFile) => number) =>
