@@ -76,6 +76,26 @@ export function bytesToUnicode(): string[] {
   return table;
 }
 
+/**
+ * Lengths of a pair truncated to `budget` tokens the way Hugging Face's "longest_first" does (checked against
+ * tokenizers 0.23 for all lengths up to 13): the shorter sequence (A when they are equally long) keeps at most half
+ * the budget, rounded down; the other gets the rest. Shared by the BPE and WordPiece tokenizers.
+ *
+ * @example
+ * ```ts
+ * truncateLongestFirst(10, 3, 8); // [5, 3]
+ * ```
+ */
+export function truncateLongestFirst(na: number, nb: number, budget: number): [number, number] {
+  if (na + nb <= budget) return [na, nb];
+  if (na > nb) {
+    nb = Math.min(nb, Math.floor(budget / 2));
+    return [Math.min(na, budget - nb), nb];
+  }
+  na = Math.min(na, Math.floor(budget / 2));
+  return [na, Math.min(nb, budget - na)];
+}
+
 /** Splits `text` into GPT-2 pre-tokens (exported for tests). */
 export function preTokenize(text: string): string[] {
   return text.match(PRETOKENIZE) ?? [];
@@ -189,18 +209,7 @@ class BpeTokenizer implements Tokenizer {
     }
     const budget = maxLength - specials;
     if (ib === undefined) return [ia.length > budget ? ia.slice(0, budget) : ia, ib];
-    let na = ia.length, nb = ib.length;
-    if (na + nb > budget) {
-      // Hugging Face "longest_first" (checked against tokenizers 0.23 for all lengths up to 13): the shorter
-      // sequence (A when they are equally long) keeps at most half the budget, rounded down; the other gets the rest.
-      if (na > nb) {
-        nb = Math.min(nb, Math.floor(budget / 2));
-        na = Math.min(na, budget - nb);
-      } else {
-        na = Math.min(na, Math.floor(budget / 2));
-        nb = Math.min(nb, budget - na);
-      }
-    }
+    const [na, nb] = truncateLongestFirst(ia.length, ib.length, budget);
     return [ia.slice(0, na), ib.slice(0, nb)];
   }
 

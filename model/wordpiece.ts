@@ -28,7 +28,7 @@
  * @module
  */
 
-import type { Tokenizer } from "./tokenizer.ts";
+import { type Tokenizer, truncateLongestFirst } from "./tokenizer.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Character classes of Hugging Face tokenizers (generated; do not edit by hand)
@@ -244,18 +244,6 @@ export interface WordPieceSettings {
 /** Escapes `s` for use inside a RegExp. */
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
-}
-
-/** Drops tokens from the ends of `a` and `b` until they fit `budget`, like Hugging Face "longest_first". */
-function truncateLongestFirst(na: number, nb: number, budget: number): [number, number] {
-  if (na + nb <= budget) return [na, nb];
-  // The shorter sequence (A on a tie) keeps at most half the budget, rounded down; the longer one gets the rest.
-  if (na > nb) {
-    nb = Math.min(nb, Math.floor(budget / 2));
-    return [Math.min(na, budget - nb), nb];
-  }
-  na = Math.min(na, Math.floor(budget / 2));
-  return [na, Math.min(nb, budget - na)];
 }
 
 /**
