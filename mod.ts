@@ -27,6 +27,16 @@ export { getGpu, Gpu } from "./kernels/device.ts";
 export { type Dispatch, type DispatchObserver, Recorder } from "./kernels/recorder.ts";
 export { hashKey, keepKey, KeyedRandom, Purpose, RNG_WGSL, uniformKey } from "./kernels/rng.ts";
 
+/**
+ * The same class as {@link RobertaModel}, under a name that says it runs both encoder families (RoBERTa and
+ * BERT, chosen by `model_type` in config.json).
+ *
+ * @example
+ * ```ts
+ * const model = await EncoderModel.load("models/minilm", { numLabels: 2, lora: { r: 8, alpha: 16, targets: ["query", "value"] } });
+ * ```
+ */
+export { RobertaModel as EncoderModel } from "./model/roberta.ts";
 export {
   type LabelledInput,
   type LoadOptions,
