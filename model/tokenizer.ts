@@ -77,23 +77,42 @@ export function bytesToUnicode(): string[] {
 }
 
 /**
- * Lengths of a pair truncated to `budget` tokens the way Hugging Face's "longest_first" does (checked against
- * tokenizers 0.23 for all lengths up to 13): the shorter sequence (A when they are equally long) keeps at most half
- * the budget, rounded down; the other gets the rest. Shared by the BPE and WordPiece tokenizers.
+ * Truncates a sentence or pair (token ids without specials) so that, with `specials` special tokens added, it
+ * fits `maxLength`, the way Hugging Face's "longest_first" does (checked against tokenizers 0.23 for all lengths
+ * up to 13): the shorter sequence (A when they are equally long) keeps at most half the budget, rounded down; the
+ * other gets the rest. Shared by the BPE and WordPiece tokenizers.
  *
  * @example
  * ```ts
- * truncateLongestFirst(10, 3, 8); // [5, 3]
+ * truncatePair([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [11, 12, 13], 12, 4); // [[1, 2, 3, 4, 5], [11, 12, 13]]
  * ```
  */
-export function truncateLongestFirst(na: number, nb: number, budget: number): [number, number] {
-  if (na + nb <= budget) return [na, nb];
-  if (na > nb) {
-    nb = Math.min(nb, Math.floor(budget / 2));
-    return [Math.min(na, budget - nb), nb];
+export function truncatePair(
+  ia: number[],
+  ib: number[] | undefined,
+  maxLength: number,
+  specials: number,
+): [number[], number[] | undefined] {
+  if (!Number.isSafeInteger(maxLength) || maxLength < specials) {
+    throw new Error(
+      `tokenizer: maxLength must be an integer of at least ${specials} (the special tokens of a ${
+        ib === undefined ? "single sequence" : "pair"
+      }), got ${maxLength}`,
+    );
   }
-  na = Math.min(na, Math.floor(budget / 2));
-  return [na, Math.min(nb, budget - na)];
+  const budget = maxLength - specials;
+  if (ib === undefined) return [ia.length > budget ? ia.slice(0, budget) : ia, undefined];
+  let na = ia.length, nb = ib.length;
+  if (na + nb > budget) {
+    if (na > nb) {
+      nb = Math.min(nb, Math.floor(budget / 2));
+      na = Math.min(na, budget - nb);
+    } else {
+      na = Math.min(na, Math.floor(budget / 2));
+      nb = Math.min(nb, budget - na);
+    }
+  }
+  return [ia.slice(0, na), ib.slice(0, nb)];
 }
 
 /** Splits `text` into GPT-2 pre-tokens (exported for tests). */
@@ -183,7 +202,9 @@ class BpeTokenizer implements Tokenizer {
   encode(a: string, b?: string, opts: { maxLength?: number } = {}): number[] {
     let ia = this.tokenize(a);
     let ib = b === undefined ? undefined : this.tokenize(b);
-    if (opts.maxLength !== undefined) [ia, ib] = this.#truncate(ia, ib, opts.maxLength);
+    if (opts.maxLength !== undefined) {
+      [ia, ib] = truncatePair(ia, ib, opts.maxLength, ib === undefined ? 2 : 4);
+    }
     return ib === undefined
       ? [this.bosId, ...ia, this.eosId]
       : [this.bosId, ...ia, this.eosId, this.eosId, ...ib, this.eosId];
@@ -196,21 +217,6 @@ class BpeTokenizer implements Tokenizer {
   ): { ids: number[]; typeIds: number[] } {
     const ids = this.encode(a, b, opts);
     return { ids, typeIds: new Array<number>(ids.length).fill(0) };
-  }
-
-  #truncate(ia: number[], ib: number[] | undefined, maxLength: number): [number[], number[] | undefined] {
-    const specials = ib === undefined ? 2 : 4;
-    if (!Number.isSafeInteger(maxLength) || maxLength < specials) {
-      throw new Error(
-        `tokenizer: maxLength must be an integer of at least ${specials} (the special tokens of a ${
-          ib === undefined ? "single sequence" : "pair"
-        }), got ${maxLength}`,
-      );
-    }
-    const budget = maxLength - specials;
-    if (ib === undefined) return [ia.length > budget ? ia.slice(0, budget) : ia, ib];
-    const [na, nb] = truncateLongestFirst(ia.length, ib.length, budget);
-    return [ia.slice(0, na), ib.slice(0, nb)];
   }
 
   encodeBatch(

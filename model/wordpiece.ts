@@ -28,7 +28,7 @@
  * @module
  */
 
-import { type Tokenizer, truncateLongestFirst } from "./tokenizer.ts";
+import { type Tokenizer, truncatePair } from "./tokenizer.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Character classes of Hugging Face tokenizers (generated; do not edit by hand)
@@ -386,18 +386,7 @@ export class WordPieceTokenizer implements Tokenizer {
     const ia = this.tokenize(a);
     const ib = b === undefined ? undefined : this.tokenize(b);
     if (maxLength === undefined) return [ia, ib];
-    const specials = ib === undefined ? 2 : 3;
-    if (!Number.isSafeInteger(maxLength) || maxLength < specials) {
-      throw new Error(
-        `tokenizer: maxLength must be an integer of at least ${specials} (the special tokens of a ${
-          ib === undefined ? "single sequence" : "pair"
-        }), got ${maxLength}`,
-      );
-    }
-    const budget = maxLength - specials;
-    if (ib === undefined) return [ia.slice(0, budget), undefined];
-    const [na, nb] = truncateLongestFirst(ia.length, ib.length, budget);
-    return [ia.slice(0, na), ib.slice(0, nb)];
+    return truncatePair(ia, ib, maxLength, ib === undefined ? 2 : 3);
   }
 
   /**
