@@ -32,6 +32,7 @@
  */
 import type { Gpu } from "./device.ts";
 import type { Recorder } from "./recorder.ts";
+import { type CachedTexture, cachedTexture } from "./texture_stage.ts";
 
 /** Register blocking of the texture-fed GEMM. */
 export interface TextureGemmTile {
@@ -189,50 +190,23 @@ ${L.join("\n")}
 `;
 }
 
-/**
- * Cached packing textures per Gpu: role → texture (grown, never shrunk). Batched products use their own roles
- * ("Az", "Bz": narrow and tall) so that they do not grow the unbatched ones ("A", "B": wide) to the union of both
- * shapes.
- */
-const textures = new WeakMap<Gpu, Map<string, { tex: GPUTexture; view: GPUTextureView }>>();
-
-/**
- * Replaced textures stay referenced (commands recorded but not yet submitted may still use them; releasing
- * them to the garbage collector mid-flight was linked to rare llvmpipe crashes at exit, bench/NOTES.md E8).
- */
-const retired: { tex: GPUTexture; view: GPUTextureView }[] = [];
-
 /** Rounds up to a multiple of `q` (texture sizes are rounded so that few distinct sizes are created). */
 function roundUp(v: number, q: number): number {
   return Math.ceil(v / q) * q;
 }
 
-/** A cached rgba32float storage texture of at least width × height texels for `role`. */
-function packTexture(
-  gpu: Gpu,
-  role: "A" | "B" | "Az" | "Bz",
-  width: number,
-  height: number,
-): { tex: GPUTexture; view: GPUTextureView } {
-  let perGpu = textures.get(gpu);
-  if (!perGpu) textures.set(gpu, perGpu = new Map());
-  const have = perGpu.get(role), old = have?.tex;
-  if (have && old && old.width >= width && old.height >= height) return have;
+/**
+ * The cached packing texture of `role` (see {@link cachedTexture}; grown, never shrunk): at least width × height
+ * texels. Batched products use their own roles ("Az", "Bz": narrow and tall) so that they do not grow the
+ * unbatched ones ("A", "B": wide) to the union of both shapes.
+ */
+function packTexture(gpu: Gpu, role: "A" | "B" | "Az" | "Bz", width: number, height: number): CachedTexture {
   const max = gpu.limits.maxTextureDimension2D;
-  // Batched `At` is narrow (ceil(k/4) = 16 or 32 texels for attention): round its width finely.
-  const w = Math.min(max, Math.max(old?.width ?? 0, roundUp(width, role === "Az" ? 8 : 64)));
-  const h = Math.min(max, Math.max(old?.height ?? 0, roundUp(height, 256)));
-  // The old texture is kept (retired), not destroyed: commands recorded but not yet submitted may still use it.
-  const tex = gpu.device.createTexture({
-    label: `gemm-pack-${role}`,
-    size: [w, h],
-    format: "rgba32float",
-    usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
-  });
-  if (have) retired.push(have);
-  const packed = { tex, view: tex.createView() };
-  perGpu.set(role, packed);
-  return packed;
+  return cachedTexture(gpu, `gemm-pack-${role}`, width, height, (old) => [
+    // Batched `At` is narrow (ceil(k/4) = 16 or 32 texels for attention): round its width finely.
+    Math.min(max, Math.max(old?.width ?? 0, roundUp(width, role === "Az" ? 8 : 64))),
+    Math.min(max, Math.max(old?.height ?? 0, roundUp(height, 256))),
+  ]);
 }
 
 /**

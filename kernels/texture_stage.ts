@@ -26,39 +26,61 @@ fn flat_texel(t: u32) -> vec2<u32> { return vec2<u32>(t & ${FLAT_ROW_TEXELS - 1}
 }u); }
 `;
 
-interface Staged {
+/** A cached texture and its one view. */
+export interface CachedTexture {
   tex: GPUTexture;
   view: GPUTextureView;
 }
 
-const cache = new WeakMap<Gpu, Map<string, Staged>>();
+const cache = new WeakMap<Gpu, Map<string, CachedTexture>>();
 /**
  * Textures replaced by larger ones. They stay referenced (and are not destroyed: commands recorded but not yet
  * submitted may still use them), and each texture has one view made once, so that no staging object is left
  * for the garbage collector (the test processes sometimes abort at exit with "double free or corruption";
  * that happens with staging disabled too, but there is no reason to add GC-driven GPU object frees).
  */
-const retired: Staged[] = [];
+const retired: CachedTexture[] = [];
 
-/** The cached rgba32float texture (copy destination, storage binding) of at least width × height for `role`. */
-function stageTexture(gpu: Gpu, role: string, width: number, height: number): Staged {
+/**
+ * The cached rgba32float texture (storage binding, copy destination) named `role` on this Gpu, if it has at least
+ * width × height texels; otherwise a new one of the size `allocate(old)` returns (which must cover width ×
+ * height), replacing it. Shared by the staging here and the texture GEMM's packed operands.
+ *
+ * @example
+ * ```ts
+ * const { view } = cachedTexture(gpu, "stage x", 64, rows, (old) => [64, Math.max(rows, 2 * (old?.height ?? 0))]);
+ * ```
+ */
+export function cachedTexture(
+  gpu: Gpu,
+  role: string,
+  width: number,
+  height: number,
+  allocate: (old: GPUTexture | undefined) => [number, number],
+): CachedTexture {
   let perGpu = cache.get(gpu);
   if (!perGpu) cache.set(gpu, perGpu = new Map());
   const have = perGpu.get(role);
   if (have && have.tex.width >= width && have.tex.height >= height) return have;
-  const max = gpu.limits.maxTextureDimension2D;
-  const w = Math.max(width, have?.tex.width ?? 0);
-  const h = Math.min(max, Math.max(height, have ? Math.min(2 * have.tex.height, max) : 0, 16));
   const tex = gpu.device.createTexture({
-    label: `stage ${role}`,
-    size: [w, h],
+    label: role,
+    size: allocate(have?.tex),
     format: "rgba32float",
     usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
   });
   if (have) retired.push(have);
-  const staged = { tex, view: tex.createView() };
-  perGpu.set(role, staged);
-  return staged;
+  const made = { tex, view: tex.createView() };
+  perGpu.set(role, made);
+  return made;
+}
+
+/** The staging texture of `role`: width as asked, height doubled on growth (fewer re-allocations). */
+function stageTexture(gpu: Gpu, role: string, width: number, height: number): CachedTexture {
+  const max = gpu.limits.maxTextureDimension2D;
+  return cachedTexture(gpu, `stage ${role}`, width, height, (old) => [
+    Math.max(width, old?.width ?? 0),
+    Math.min(max, Math.max(height, old ? Math.min(2 * old.height, max) : 0, 16)),
+  ]);
 }
 
 /** Whether `count` elements can be flat-staged on this adapter (whole texels, within the texture height). */
