@@ -21,14 +21,12 @@ import {
 } from "../kernels/profiler.ts";
 import { SerialProfiler } from "../kernels/profiler_serial.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
-import { baseLayout } from "../model/names.ts";
-import { type EncoderConfigLike, randomBase } from "../model/reference.ts";
+import type { EncoderConfigLike } from "../model/reference.ts";
 import { RobertaModel } from "../model/roberta.ts";
-import { writeSafetensors } from "../model/safetensors.ts";
 import type { EncodedExample } from "../model/batch.ts";
 import { trainLocal } from "../fl/local_training.ts";
 import { profileFirstSteps } from "../tasks/profile.ts";
-import { hfConfig } from "./model_fixture.ts";
+import { writeTinyModel } from "./model_fixture.ts";
 import { randomF32 } from "./util.ts";
 
 /** Captures what each launcher hands to dispatch. */
@@ -311,14 +309,7 @@ const TINY: EncoderConfigLike = {
 };
 
 async function tinyModel(): Promise<{ model: RobertaModel; dir: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "fedlodrop-profiler-model-" });
-  const base = randomBase(TINY, 7);
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const { name, shape } of baseLayout(TINY)) {
-    tensors.set(name, { shape, data: Float32Array.from(base.get(name)!) });
-  }
-  await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
-  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(hfConfig(TINY)));
+  const dir = await writeTinyModel(TINY, 7, "fedlodrop-profiler-model-");
   const model = await RobertaModel.load(dir, {
     numLabels: 2,
     lora: { r: 2, alpha: 4, targets: ["query", "value"] },

@@ -9,13 +9,12 @@ import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 import { saveAdapter } from "../model/adapter_export.ts";
 import type { LoraSettings, LoraTarget } from "../model/names.ts";
-import { baseLayout } from "../model/names.ts";
-import { type EncoderConfigLike, randomBase } from "../model/reference.ts";
+import type { EncoderConfigLike } from "../model/reference.ts";
 import { RobertaModel } from "../model/roberta.ts";
-import { readSafetensors, SafetensorsFile, writeSafetensors } from "../model/safetensors.ts";
+import { readSafetensors, SafetensorsFile } from "../model/safetensors.ts";
 import { assertClose } from "./util.ts";
 import { findHfPython, hfSkipMessage } from "./hf_python.ts";
-import { hfConfig } from "./model_fixture.ts";
+import { randomAdapter, writeTinyModel } from "./model_fixture.ts";
 
 const CFG: EncoderConfigLike = {
   hiddenSize: 12,
@@ -28,30 +27,6 @@ const CFG: EncoderConfigLike = {
   maxPositionEmbeddings: 40,
   typeVocabSize: 1,
 };
-
-/** Writes a tiny random model folder (config.json + model.safetensors in the Hugging Face layout). */
-async function tinyModelDir(seed: number): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "fedlodrop-export-model-" });
-  const base = randomBase(CFG, seed);
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const { name, shape } of baseLayout(CFG)) {
-    tensors.set(name, { shape, data: Float32Array.from(base.get(name)!) });
-  }
-  await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
-  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(hfConfig(CFG)));
-  return dir;
-}
-
-/** Overwrites every adapter tensor with seeded random values (B nonzero, so every value is distinguishable). */
-function randomizeAdapter(model: RobertaModel, seed: number): void {
-  const r = new KeyedRandom([seed, Purpose.test, 0xe4]);
-  const values = new Map<string, Float32Array>();
-  for (const [name, shape] of model.adapterShapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    values.set(name, Float32Array.from({ length: n }, () => (r.uniform() - 0.5) * 0.8));
-  }
-  model.setAdapter(values);
-}
 
 /** Module path (relative to the peft base model) of a target, written out independently of model/names.ts. */
 const SUFFIX: Record<LoraTarget, string> = {
@@ -146,11 +121,11 @@ const CASES: Case[] = [
 
 for (const c of CASES) {
   Deno.test(`saveAdapter writes peft's names, shapes, values and config: ${c.name}`, async () => {
-    const modelDir = await tinyModelDir(11);
+    const modelDir = await writeTinyModel(CFG, 11, "fedlodrop-export-model-");
     const out = await Deno.makeTempDir({ prefix: "fedlodrop-export-adapter-" });
     try {
       const model = await RobertaModel.load(modelDir, { numLabels: c.numLabels, lora: c.lora, seed: 5 });
-      randomizeAdapter(model, 21);
+      model.setAdapter(randomAdapter(model, 21, 0xe4));
       const adapterDir = `${out}/nested/adapter`; // created by saveAdapter
       await model.saveAdapter(adapterDir);
 
@@ -214,7 +189,7 @@ for (const c of CASES) {
 }
 
 Deno.test("saveAdapter overwrites an earlier export with the current values", async () => {
-  const modelDir = await tinyModelDir(12);
+  const modelDir = await writeTinyModel(CFG, 12, "fedlodrop-export-model-");
   const out = await Deno.makeTempDir({ prefix: "fedlodrop-export-adapter-" });
   try {
     const model = await RobertaModel.load(modelDir, {
@@ -225,7 +200,7 @@ Deno.test("saveAdapter overwrites an earlier export with the current values", as
     const first = await readSafetensors(`${out}/adapter_model.safetensors`);
     const b = "base_model.model.roberta.encoder.layer.1.attention.self.value.lora_B.weight";
     ok(first.get(b)!.data.every((v) => v === 0), "peft initialises lora_B to zero");
-    randomizeAdapter(model, 3);
+    model.setAdapter(randomAdapter(model, 3, 0xe4));
     await model.saveAdapter(out);
     const second = await readSafetensors(`${out}/adapter_model.safetensors`);
     deepStrictEqual(second.get(b)!.data, (await model.getAdapter()).get(b));
@@ -279,12 +254,12 @@ Deno.test({
   name: "peft loads the exported adapter and gives the same logits",
   ignore: PEFT_PYTHON === null,
   fn: async () => {
-    const modelDir = await tinyModelDir(13);
+    const modelDir = await writeTinyModel(CFG, 13, "fedlodrop-export-model-");
     const out = await Deno.makeTempDir({ prefix: "fedlodrop-export-adapter-" });
     try {
       for (const c of CASES) {
         const model = await RobertaModel.load(modelDir, { numLabels: c.numLabels, lora: c.lora, seed: 2 });
-        randomizeAdapter(model, 31);
+        model.setAdapter(randomAdapter(model, 31, 0xe4));
         const dir = `${out}/${c.numLabels}-${c.lora.targets.length}`;
         await model.saveAdapter(dir);
         const batch = 3, seq = 7, lengths = [7, 4, 2];

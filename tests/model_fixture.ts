@@ -2,7 +2,9 @@
  * Shared fixtures of the model tests: the Hugging Face config.json of a tiny random encoder, and seeded random
  * adapters and FedLoDrop masks for a loaded model.
  */
-import type { EncoderConfigLike } from "../model/reference.ts";
+import { type EncoderConfigLike, randomBase } from "../model/reference.ts";
+import { baseLayout } from "../model/names.ts";
+import { writeSafetensors } from "../model/safetensors.ts";
 import type { RobertaModel } from "../model/roberta.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 
@@ -36,8 +38,10 @@ export function randomMasks(
 /** config.json fields (Hugging Face names) for the encoder constants `c`, plus any `extra` fields. */
 export function hfConfig(c: EncoderConfigLike, extra: Record<string, unknown> = {}) {
   return {
-    architectures: ["RobertaForSequenceClassification"],
-    model_type: "roberta",
+    architectures: [
+      c.modelType === "bert" ? "BertForSequenceClassification" : "RobertaForSequenceClassification",
+    ],
+    model_type: c.modelType ?? "roberta",
     vocab_size: c.vocabSize,
     hidden_size: c.hiddenSize,
     num_hidden_layers: c.numLayers,
@@ -55,4 +59,24 @@ export function hfConfig(c: EncoderConfigLike, extra: Record<string, unknown> = 
     initializer_range: 0.02,
     ...extra,
   };
+}
+
+/**
+ * Writes a tiny random model folder (config.json + F32 model.safetensors in the Hugging Face layout, weights from
+ * `randomBase(cfg, seed)`) into a new temp folder and returns the folder.
+ */
+export async function writeTinyModel(
+  cfg: EncoderConfigLike,
+  seed: number,
+  prefix = "fedlodrop-model-",
+): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix });
+  const base = randomBase(cfg, seed);
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const { name, shape } of baseLayout(cfg)) {
+    tensors.set(name, { shape, data: Float32Array.from(base.get(name)!) });
+  }
+  await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(hfConfig(cfg)));
+  return dir;
 }
