@@ -19,7 +19,7 @@
  */
 import type { Gpu } from "./device.ts";
 import type { Recorder } from "./recorder.ts";
-import { gemmTexture, textureGemmFits, type TextureGemmTile } from "./gemm_texture.ts";
+import { gemmTexture, storeBlockWgsl, textureGemmFits, type TextureGemmTile } from "./gemm_texture.ts";
 
 /** Arguments of {@link gemm}. All counts, strides and offsets are in elements (f32). */
 export interface GemmArgs {
@@ -266,17 +266,7 @@ export function gemmVec4Wgsl(
     }
   }
   L.push(`  }`);
-  for (let i = 0; i < tm; i++) {
-    L.push(`  if (row0 + ${i * wy}u < p.m) {`);
-    L.push(`    let base${i} = oC + (row0 + ${i * wy}u) * p.ldc;`);
-    for (let j = 0; j < tn; j++) {
-      let v = `p.alpha * acc${i}_${j >> 2}.${X[j & 3]}`;
-      if (opts.bias) v += ` + bias[${col(j)}]`;
-      const idx = `base${i} + ${col(j)}`;
-      L.push(`    if (${col(j)} < p.n) { C[${idx}] = ${opts.accumulate ? `C[${idx}] + ${v}` : v}; }`);
-    }
-    L.push(`  }`);
-  }
+  L.push(...storeBlockWgsl(tm, tn, wy, col, { bias: !!opts.bias, accumulate: !!opts.accumulate }));
   return /* wgsl */ `
 struct P {
   m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, offA: u32, offB: u32, offC: u32, inner: u32,

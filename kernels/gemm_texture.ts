@@ -131,6 +131,35 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 `;
 }
 
+/**
+ * WGSL lines that write a register block of C (shared by the buffer-fed and texture-fed GEMM generators): row
+ * `row0 + i·wy` of the tm rows and column `col(j)` of the tn columns get `alpha · acc{i}_{j/4}.{xyzw}`, plus
+ * `bias[col]`, added to C when accumulating, skipping rows ≥ p.m and columns ≥ p.n. Expects `oC`, `row0`, the
+ * accumulators and the uniforms `m`, `n`, `ldc`, `alpha` in the kernel.
+ */
+export function storeBlockWgsl(
+  tm: number,
+  tn: number,
+  wy: number,
+  col: (j: number) => string,
+  opts: { bias: boolean; accumulate: boolean },
+): string[] {
+  const X = ["x", "y", "z", "w"];
+  const L: string[] = [];
+  for (let i = 0; i < tm; i++) {
+    L.push(`  if (row0 + ${i * wy}u < p.m) {`);
+    L.push(`    let base${i} = oC + (row0 + ${i * wy}u) * p.ldc;`);
+    for (let j = 0; j < tn; j++) {
+      let v = `p.alpha * acc${i}_${j >> 2}.${X[j & 3]}`;
+      if (opts.bias) v += ` + bias[${col(j)}]`;
+      const idx = `base${i} + ${col(j)}`;
+      L.push(`    if (${col(j)} < p.n) { C[${idx}] = ${opts.accumulate ? `C[${idx}] + ${v}` : v}; }`);
+    }
+    L.push(`  }`);
+  }
+  return L;
+}
+
 /** WGSL of the texture-fed GEMM for one tile and epilogue (exported for inspection and tests). */
 export function gemmTextureWgsl(tile: TextureGemmTile, opts: { bias: boolean; accumulate: boolean }): string {
   const { wx, wy, tm, tn } = tile;
@@ -159,18 +188,7 @@ export function gemmTextureWgsl(tile: TextureGemmTile, opts: { bias: boolean; ac
     }
   }
   L.push(`  }`);
-  for (let i = 0; i < tm; i++) {
-    L.push(`  if (row0 + ${i * wy}u < p.m) {`);
-    L.push(`    let base${i} = oC + (row0 + ${i * wy}u) * p.ldc;`);
-    for (let j = 0; j < tn; j++) {
-      const col = `col0 + ${j * wx}u`;
-      let v = `p.alpha * acc${i}_${j >> 2}.${X[j & 3]}`;
-      if (opts.bias) v += ` + bias[${col}]`;
-      const idx = `base${i} + ${col}`;
-      L.push(`    if (${col} < p.n) { C[${idx}] = ${opts.accumulate ? `C[${idx}] + ${v}` : v}; }`);
-    }
-    L.push(`  }`);
-  }
+  L.push(...storeBlockWgsl(tm, tn, wy, (j) => `col0 + ${j * wx}u`, opts));
   return /* wgsl */ `
 struct P { m: u32, n: u32, kq: u32, ldc: u32, offC: u32, z0: u32, inner: u32, sC0: u32, sC1: u32, alpha: f32 }
 @group(0) @binding(0) var<uniform> p: P;
