@@ -47,6 +47,7 @@
  * ```
  * @module
  */
+import { pathExists } from "../fl/atomic_write.ts";
 import { parseArgs } from "node:util";
 import type { DispatchObserver } from "../kernels/recorder.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
@@ -184,16 +185,6 @@ function parseStepArgs(args: string[]): StepArgs {
   };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /** One timed measurement: median seconds and per-step submit/dispatch counts. */
 interface Measured {
   seconds: number;
@@ -279,7 +270,7 @@ export async function run(args: string[]): Promise<void> {
   let dir = a.model;
   if (dir === null) {
     dir = `runs/models/${a.preset}-seed0-labels2`;
-    if (!(await exists(`${dir}/model.safetensors`))) {
+    if (!(await pathExists(`${dir}/model.safetensors`))) {
       console.log(`bench step: writing the random ${a.preset} model to ${dir} (once)…`);
       const t0 = performance.now();
       await makeModel({ preset: a.preset, out: dir, seed: 0, labels: 2 });

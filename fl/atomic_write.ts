@@ -1,6 +1,6 @@
 /**
  * Atomic file writes: write a temporary file next to the target, then rename it over the target, so a reader
- * (or a crash) never sees a half-written file.
+ * (or a crash) never sees a half-written file. Also {@link pathExists}, the check that goes with them.
  * @module
  */
 
@@ -31,5 +31,23 @@ export async function writeBytesAtomic(path: string, bytes: Uint8Array): Promise
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw new Error(`writing ${path} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/**
+ * Whether `path` exists (false only when it is absent; other errors, such as a denied permission, are thrown).
+ *
+ * @example
+ * ```ts
+ * if (await pathExists(`${dir}/model.safetensors`)) console.log("cached");
+ * ```
+ */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
   }
 }

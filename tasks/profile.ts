@@ -14,6 +14,7 @@
  * step is a warm-up (pipeline compilation) and is not counted.
  * @module
  */
+import { pathExists } from "../fl/atomic_write.ts";
 import { getGpu, type Gpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
 import { gemm } from "../kernels/gemm.ts";
@@ -269,15 +270,6 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   await Deno.rename(tmp, path);
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(Deno.args);
   const gpu = await getGpu();
@@ -286,7 +278,7 @@ async function main(): Promise<void> {
   let dir = args.model;
   if (!dir) {
     dir = `runs/models/${args.preset}`;
-    if (!(await exists(`${dir}/model.safetensors`))) {
+    if (!(await pathExists(`${dir}/model.safetensors`))) {
       console.log(`writing a random ${args.preset} model to ${dir} ...`);
       await makeModel({ preset: args.preset, out: dir });
     }

@@ -19,7 +19,7 @@ import { lineChartSvg } from "../fl/plots.ts";
 import type { RunConfig } from "../fl/run_config.ts";
 import { readMetrics, RunLog, summarizeRun } from "../fl/run_log.ts";
 import { parseSplit, splitData } from "../fl/split.ts";
-import { writeTextAtomic } from "../fl/atomic_write.ts";
+import { pathExists, writeTextAtomic } from "../fl/atomic_write.ts";
 import { encodeExamples } from "../model/batch.ts";
 import { RobertaModel } from "../model/roberta.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
@@ -45,15 +45,6 @@ export interface RunSummaryFile {
   rounds: number;
   seconds: number;
   runDir: string;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await Deno.stat(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function gitCommit(): Promise<string | null> {
@@ -82,7 +73,7 @@ export async function presetModelDir(
   labels: number,
 ): Promise<string> {
   const dir = `runs/models/${preset}-seed${seed}-labels${labels}`;
-  if (!(await exists(`${dir}/model.safetensors`))) {
+  if (!(await pathExists(`${dir}/model.safetensors`))) {
     console.error(`fedlodrop: making a random ${preset} RoBERTa in ${dir} (seed ${seed})`);
     await makeModel({ preset, out: dir, seed, labels });
   }
@@ -120,8 +111,8 @@ export async function trainRun(
   if (cfg.maxDev !== null) devEx = devEx.slice(0, cfg.maxDev);
   const modelDir = cfg.model ?? await presetModelDir(cfg.preset, cfg.seed, task.numLabels);
   const tokenizerDir =
-    (await exists(`${modelDir}/vocab.json`)) || (await exists(`${modelDir}/tokenizer.json`)) ||
-      (await exists(`${modelDir}/vocab.txt`))
+    (await pathExists(`${modelDir}/vocab.json`)) || (await pathExists(`${modelDir}/tokenizer.json`)) ||
+      (await pathExists(`${modelDir}/vocab.txt`))
       ? modelDir
       : new URL("../data/tokenizer/roberta", import.meta.url).pathname;
   const tokenizer = await loadTokenizer(tokenizerDir);
