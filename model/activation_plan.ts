@@ -3,6 +3,10 @@
  * rows (batch × sequence) and attention elements (batch × heads × sequence²), reused by every step and by
  * every simulated device. Per layer it keeps what the backward pass reads (llm.c style); scratch buffers
  * are shared across layers.
+ *
+ * An inference plan (`kind: "inference"`) serves forward passes only: nothing is saved for a backward pass,
+ * so every layer uses the same set of activation buffers, the hidden states ping-pong between two buffers,
+ * and the backward scratch buffers are one float each. Its size no longer grows with the number of layers.
  * @module
  */
 import type { Gpu } from "../kernels/device.ts";
@@ -46,9 +50,13 @@ export interface PlanShape {
   r: number;
 }
 
+/** What a plan serves: forward + backward (`training`) or forward passes only (`inference`). */
+export type PlanKind = "training" | "inference";
+
 /** All activation and scratch buffers of one step. */
 export class ActivationPlan {
   readonly shape: PlanShape;
+  readonly kind: PlanKind;
   /** Hidden states h[0..L]: h[0] the embedding output, h[l+1] the output of layer l. */
   readonly hidden: GPUBuffer[];
   readonly layers: LayerActivations[];
@@ -96,9 +104,11 @@ export class ActivationPlan {
   readonly bytes: number;
   #all: GPUBuffer[] = [];
 
-  constructor(gpu: Gpu, shape: PlanShape) {
+  constructor(gpu: Gpu, shape: PlanShape, kind: PlanKind = "training") {
     this.shape = shape;
+    this.kind = kind;
     const { rows, batch, attention, hidden: H, intermediate: I, layers: L, numLabels } = shape;
+    const inference = kind === "inference";
     let bytes = 0;
     const f = (n: number, label: string): GPUBuffer => {
       const b = gpu.buffer(n * 4, label);
@@ -106,8 +116,14 @@ export class ActivationPlan {
       this.#all.push(b);
       return b;
     };
-    this.hidden = Array.from({ length: L + 1 }, (_, l) => f(rows * H, `h${l}`));
-    this.layers = Array.from({ length: L }, (_, l) => ({
+    // Backward scratch of an inference plan: never written, one float so that the fields stay typed.
+    const g = (n: number, label: string): GPUBuffer => f(inference ? 1 : n, label);
+    const pingPong = inference ? [f(rows * H, "h0"), f(rows * H, "h1")] : [];
+    this.hidden = Array.from(
+      { length: L + 1 },
+      (_, l) => inference ? pingPong[l % 2] : f(rows * H, `h${l}`),
+    );
+    const layer = (l: number): LayerActivations => ({
       q: f(rows * H, `L${l}.q`),
       k: f(rows * H, `L${l}.k`),
       v: f(rows * H, `L${l}.v`),
@@ -124,7 +140,9 @@ export class ActivationPlan {
       s2: f(rows * H, `L${l}.s2`),
       mean2: f(rows, `L${l}.mean2`),
       rstd2: f(rows, `L${l}.rstd2`),
-    }));
+    });
+    const shared = inference ? layer(0) : null;
+    this.layers = Array.from({ length: L }, (_, l) => shared ?? layer(l));
     this.embPre = f(rows * H, "emb.pre");
     this.embLn = f(rows * H, "emb.ln");
     this.embMean = f(rows, "emb.mean");
@@ -144,29 +162,30 @@ export class ActivationPlan {
     this.pooledDropped = f(batch * H, "head.pooledDropped");
     this.logits = f(batch * numLabels, "logits");
     this.losses = f(batch, "losses");
-    this.dLogits = f(batch * numLabels, "dLogits");
-    this.dPooledDropped = f(batch * H, "dPooledDropped");
-    this.dPooled = f(batch * H, "dPooled");
-    this.dPre = f(batch * H, "dPre");
-    this.dClsDropped = f(batch * H, "dClsDropped");
-    this.dCls = f(batch * H, "dCls");
-    this.dH = [f(rows * H, "dH0"), f(rows * H, "dH1")];
-    this.dS = f(rows * H, "dS");
-    this.dProj = f(rows * H, "dProj");
-    this.dA = f(rows * H, "dA");
-    this.dG = f(rows * I, "dG");
-    this.dU = f(rows * I, "dU");
-    this.dCtx = f(rows * H, "dCtx");
-    this.dProbsDropped = f(attention, "dProbsDropped");
-    this.dScores = f(attention, "dScores");
-    this.dQ = f(rows * H, "dQ");
-    this.dK = f(rows * H, "dK");
-    this.dV = f(rows * H, "dV");
+    this.dLogits = g(batch * numLabels, "dLogits");
+    this.dPooledDropped = g(batch * H, "dPooledDropped");
+    this.dPooled = g(batch * H, "dPooled");
+    this.dPre = g(batch * H, "dPre");
+    this.dClsDropped = g(batch * H, "dClsDropped");
+    this.dCls = g(batch * H, "dCls");
+    this.dH = [g(rows * H, "dH0"), g(rows * H, "dH1")];
+    this.dS = g(rows * H, "dS");
+    this.dProj = g(rows * H, "dProj");
+    this.dA = g(rows * H, "dA");
+    this.dG = g(rows * I, "dG");
+    this.dU = g(rows * I, "dU");
+    this.dCtx = g(rows * H, "dCtx");
+    this.dProbsDropped = g(attention, "dProbsDropped");
+    this.dScores = g(attention, "dScores");
+    this.dQ = g(rows * H, "dQ");
+    this.dK = g(rows * H, "dK");
+    this.dV = g(rows * H, "dV");
     this.bytes = bytes;
   }
 
-  /** True when this plan can hold a batch of `batch` sequences of `seqLen` tokens. */
-  fits(batch: number, seqLen: number, heads: number): boolean {
+  /** True when this plan can hold a batch of `batch` sequences of `seqLen` tokens (for `kind`'s passes). */
+  fits(batch: number, seqLen: number, heads: number, kind: PlanKind = "training"): boolean {
+    if (kind === "training" && this.kind !== "training") return false;
     return batch * seqLen <= this.shape.rows && batch <= this.shape.batch &&
       batch * heads * seqLen * seqLen <= this.shape.attention;
   }

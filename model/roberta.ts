@@ -21,7 +21,7 @@ import { loraBackward, loraForward } from "../kernels/lora.ts";
 import { crossEntropy, meanSquaredError } from "../kernels/loss.ts";
 import { Recorder } from "../kernels/recorder.ts";
 import { Purpose } from "../kernels/rng.ts";
-import { ActivationPlan } from "./activation_plan.ts";
+import { ActivationPlan, type PlanKind } from "./activation_plan.ts";
 import { saveAdapter } from "./adapter_export.ts";
 import { type BaseWeights, loadBaseWeights, moduleWeight } from "./base_weights.ts";
 import { type EncoderConfig, readConfig } from "./config.ts";
@@ -150,7 +150,10 @@ export class RobertaModel {
   /** The trainable head: RoBERTa's dense + out_proj, or BERT's classifier (outW/outB; its pooler is frozen). */
   readonly head: { denseW?: Trainable; denseB?: Trainable; outW: Trainable; outB: Trainable };
   readonly rates: { hidden: number; attention: number; lora: number; classifier: number };
+  /** The plan of training steps (saved activations of every layer). */
   #plan: ActivationPlan | null = null;
+  /** The plan of forward passes that no training plan can hold (one layer's activations, reused). */
+  #evalPlan: ActivationPlan | null = null;
   #rec: Recorder;
   #stream = 0;
 
@@ -265,9 +268,9 @@ export class RobertaModel {
     return this.trainables.reduce((s, t) => s + 4 * t.size * (t.elemMask ? 5 : 4), 0);
   }
 
-  /** Bytes held by the activation plan (0 before the first pass). */
+  /** Bytes held by the activation plans (training and inference; 0 before the first pass). */
   get activationBytes(): number {
-    return this.#plan?.bytes ?? 0;
+    return (this.#plan?.bytes ?? 0) + (this.#evalPlan?.bytes ?? 0);
   }
 
   /** Dropout rate on the first token before the head's dense layer (RoBERTa only; BERT's pooler has none). */
@@ -288,26 +291,32 @@ export class RobertaModel {
     return this.#rec;
   }
 
-  #ensurePlan(batch: number, seqLen: number): ActivationPlan {
+  /**
+   * The plan for a pass of `kind`: a forward pass uses the training plan when that one holds the batch (no extra
+   * memory), otherwise an inference plan; a training step needs the training plan. Each grows to the union of
+   * the shapes it has served.
+   */
+  #ensurePlan(batch: number, seqLen: number, kind: PlanKind): ActivationPlan {
     const heads = this.config.numHeads;
     if (this.#plan?.fits(batch, seqLen, heads)) return this.#plan;
-    const old = this.#plan?.shape;
-    const b = Math.max(batch, old?.batch ?? 0);
-    const rows = Math.max(batch * seqLen, old?.rows ?? 0);
-    const attention = Math.max(batch * heads * seqLen * seqLen, old?.attention ?? 0);
-    this.#plan?.destroy();
-    this.#plan = new ActivationPlan(this.gpu, {
-      rows,
-      batch: b,
-      attention,
+    if (kind === "inference" && this.#evalPlan?.fits(batch, seqLen, heads, kind)) return this.#evalPlan;
+    const current = kind === "training" ? this.#plan : this.#evalPlan;
+    const old = current?.shape;
+    current?.destroy();
+    const plan = new ActivationPlan(this.gpu, {
+      rows: Math.max(batch * seqLen, old?.rows ?? 0),
+      batch: Math.max(batch, old?.batch ?? 0),
+      attention: Math.max(batch * heads * seqLen * seqLen, old?.attention ?? 0),
       hidden: this.config.hiddenSize,
       intermediate: this.config.intermediateSize,
       layers: this.config.numLayers,
       numLabels: this.numLabels,
       loraTargets: this.lora.targets,
       r: this.lora.r,
-    });
-    return this.#plan;
+    }, kind);
+    if (kind === "training") this.#plan = plan;
+    else this.#evalPlan = plan;
+    return plan;
   }
 
   #writeInputs(plan: ActivationPlan, input: ModelInput, labels?: ArrayLike<number>): void {
@@ -901,7 +910,7 @@ export class RobertaModel {
 
   /** Logits `[batch × numLabels]` of a batch (evaluation mode unless `train`). */
   async forward(input: ModelInput, opts: PassOptions = {}): Promise<Float32Array> {
-    const plan = this.#ensurePlan(input.batch, input.seqLen);
+    const plan = this.#ensurePlan(input.batch, input.seqLen, "inference");
     this.#writeInputs(plan, input);
     if (opts.masks) this.setMasks(opts.masks);
     this.#encodeForward(plan, input.batch, input.seqLen, opts.train ?? false, this.#nextStream(opts));
@@ -910,7 +919,7 @@ export class RobertaModel {
 
   /** Records forward, loss and backward; returns nothing (gradients stay on the device). */
   #encodeStep(input: LabelledInput, opts: PassOptions): ActivationPlan {
-    const plan = this.#ensurePlan(input.batch, input.seqLen);
+    const plan = this.#ensurePlan(input.batch, input.seqLen, "training");
     this.#writeInputs(plan, input, input.labels);
     if (opts.masks) this.setMasks(opts.masks);
     const train = opts.train ?? false, stream = this.#nextStream(opts);

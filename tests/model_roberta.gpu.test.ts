@@ -371,3 +371,54 @@ Deno.test("model: sentence pairs in training mode with dropout rates 0 match the
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("model: forward passes use a one-layer inference plan; logits equal the reference and the training plan's", async () => {
+  const { dir, base } = await tinyModel(4);
+  try {
+    const lora: LoraSettings = { r: 4, alpha: 8, targets: ["query", "value", "output.dense"] };
+    const model = await RobertaModel.load(dir, { numLabels: 3, lora, seed: 5, dropout: NO_DROPOUT });
+    const adapter = randomAdapter(model, 6);
+    model.setAdapter(adapter);
+    const ref = { cfg: CFG, numLabels: 3, lora: model.lora, base, adapter };
+    const big = { inputIds: batchOf(7, 4, 11, [11, 5, 8, 2]), batch: 4, seqLen: 11 };
+    const small = { inputIds: batchOf(8, 2, 6, [6, 3]), batch: 2, seqLen: 6 };
+    // A fresh model's forward allocates only an inference plan.
+    const fresh = await model.forward(big);
+    assertClose(fresh, refForward(ref, big).logits, 2e-5, "inference-plan logits (fresh model)");
+    const inferenceBytes = model.activationBytes;
+    const smallInference = await model.forward(small);
+    strictEqual(model.activationBytes, inferenceBytes, "a smaller forward reuses the inference plan");
+    // A training pass adds the training plan (every layer's activations): more bytes than the inference plan
+    // for 4× the rows, although it is sized for 2 × 6 tokens only.
+    await model.lossAndGrads({ ...small, labels: [0, 2] });
+    const trainingBytes = model.activationBytes - inferenceBytes;
+    ok(trainingBytes > 0, "lossAndGrads allocates a training plan");
+    // A batch the training plan holds runs there, bit-identical to the inference plan's result.
+    deepStrictEqual(
+      await model.forward(small),
+      smallInference,
+      "training-plan forward = inference-plan forward",
+    );
+    strictEqual(model.activationBytes - inferenceBytes, trainingBytes, "no plan grows for a batch that fits");
+    // A batch it does not hold goes back to the inference plan, which still gives the reference.
+    assertClose(
+      await model.forward(big),
+      refForward(ref, big).logits,
+      2e-5,
+      "inference-plan logits (after training)",
+    );
+    strictEqual(
+      model.activationBytes,
+      inferenceBytes + trainingBytes,
+      "no plan grows for the big batch either",
+    );
+    // Per token and layer the inference plan holds one layer's activations, the training plan every layer's.
+    const perToken = (bytes: number, tokens: number) => bytes / tokens;
+    ok(
+      perToken(inferenceBytes, 4 * 11) < perToken(trainingBytes, 2 * 6),
+      `inference plan ${inferenceBytes} B for 44 tokens vs training plan ${trainingBytes} B for 12 tokens`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
