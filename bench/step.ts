@@ -292,6 +292,9 @@ export async function run(args: string[]): Promise<void> {
     });
     const loadS = (performance.now() - tLoad) / 1000;
     sample();
+    // The passes' own peak is measured from here; loading's is reported beside it.
+    const loadPeakRss = peakRss;
+    peakRss = Deno.memoryUsage().rss;
     const cfg = model.config;
     const B = a.batch, T = a.seq;
 
@@ -451,18 +454,17 @@ export async function run(args: string[]): Promise<void> {
 
     sample();
     console.log(`load       1-minute load average after the measurements: ${loadAverage()}`);
-    const weights = model.base.bytes, acts = model.activationBytes, adapter = model.adapterBytes;
-    const held = weights + acts + adapter;
+    const weights = model.base.bytes, acts = model.activationBytesByPlan, adapter = model.adapterBytes;
+    const held = weights + acts.training + acts.inference + adapter;
     console.log(
-      `memory     peak RSS ${mib(peakRss)}; model holds ${mib(held)} = weights ${
-        mib(weights)
-      } + activations ${mib(acts)} + adapter/grads/optimizer ${mib(adapter)}; RSS / held ${
+      `memory     peak RSS ${mib(peakRss)} during the passes (${
+        mib(loadPeakRss)
+      } while loading); model holds ${mib(held)} = weights ${mib(weights)} + activations ${
+        mib(acts.training)
+      } (training plan) + ${
+        mib(acts.inference)
+      } (inference plan of the forward passes) + adapter/grads/optimizer ${mib(adapter)}; RSS / held ${
         (peakRss / held).toFixed(2)
-      }${
-        step
-          ? ""
-          : " (--forward-only: activations are the training plan's, sized for the backward; a forward " +
-            "alone would need far less)"
       }`,
     );
 

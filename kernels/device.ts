@@ -38,6 +38,7 @@ export class Gpu {
   readonly isCpu: boolean;
   #pipelines = new Map<string, GPUComputePipeline>();
   #lost: string | null = null;
+  #pendingWriteBytes = 0;
 
   constructor(device: GPUDevice, info: GPUAdapterInfo) {
     this.device = device;
@@ -111,6 +112,28 @@ export class Gpu {
   write(buf: GPUBuffer, data: Float32Array | Int32Array | Uint32Array, offset = 0): void {
     if (data.byteLength === 0) return; // Deno 2.9's writeBuffer panics on an empty write
     this.device.queue.writeBuffer(buf, offset, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    this.#pendingWriteBytes += data.byteLength;
+  }
+
+  /**
+   * Bytes written by {@link write} since the last {@link flushWrites} (an upper bound on what is still queued). The queue holds a staging copy of
+   * each write until a submission carries it, so these bytes are resident twice until then.
+   */
+  get pendingWriteBytes(): number {
+    return this.#pendingWriteBytes;
+  }
+
+  /**
+   * Submits the queued writes and waits until they are done, which frees their staging copies, when more than
+   * `threshold` bytes are pending. Loading calls this every few tensors: without it, a model's weights would sit
+   * in the queue's staging memory as well until the first step (2× the weights at the peak).
+   */
+  async flushWrites(threshold = 0): Promise<void> {
+    if (this.#pendingWriteBytes <= threshold) return;
+    this.checkAlive();
+    this.device.queue.submit([]);
+    this.#pendingWriteBytes = 0;
+    await this.device.queue.onSubmittedWorkDone();
   }
 
   /** Reads `count` f32 values of `buf` back to the host (one device-to-host wait). */

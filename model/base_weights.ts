@@ -89,16 +89,22 @@ export async function loadBaseWeights(
 ): Promise<BaseWeights> {
   const H = cfg.hiddenSize, I = cfg.intermediateSize;
   let bytes = 0;
+  // The queue keeps a staging copy of every write until a submission: flush every 64 MiB, so that loading peaks
+  // near the weights plus 64 MiB instead of twice the weights.
+  const flushEvery = 64 << 20;
   const up = async (name: string, shape: number[]) => {
     const data = await readTensor(file, name, shape);
     const b = gpu.upload(data, name);
     bytes += b.size;
+    await gpu.flushWrites(flushEvery);
     return b;
   };
   const table = async (name: string, rows: number) => {
     const data = await readTensor(file, name, [rows, H]);
     bytes += data.byteLength;
-    return EmbeddingTable.create(gpu, data, rows, H, name);
+    const t = EmbeddingTable.create(gpu, data, rows, H, name);
+    await gpu.flushWrites(flushEvery);
+    return t;
   };
   const f = cfg.modelType, e = `${f}.embeddings.`;
   const word = await table(`${e}word_embeddings.weight`, cfg.vocabSize);
@@ -135,6 +141,7 @@ export async function loadBaseWeights(
   for (const t of headLayout(f, H, 1)) {
     if (file.tensors.has(t.hfName)) head.set(t.hfName, await file.readF32(t.hfName));
   }
+  await gpu.flushWrites();
   return { word, position, tokenType, embLnWeight, embLnBias, layers, pooler, bytes, head };
 }
 

@@ -273,6 +273,11 @@ export class RobertaModel {
     return (this.#plan?.bytes ?? 0) + (this.#evalPlan?.bytes ?? 0);
   }
 
+  /** {@link activationBytes} by plan: the training plan (every layer's saved activations) and the inference plan. */
+  get activationBytesByPlan(): { training: number; inference: number } {
+    return { training: this.#plan?.bytes ?? 0, inference: this.#evalPlan?.bytes ?? 0 };
+  }
+
   /** Dropout rate on the first token before the head's dense layer (RoBERTa only; BERT's pooler has none). */
   get #clsDropout(): number {
     return this.config.modelType === "bert" ? 0 : this.rates.classifier;

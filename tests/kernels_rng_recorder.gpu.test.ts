@@ -64,3 +64,22 @@ Deno.test("recorder: a command buffer with only copies and clears submits (no un
   a.destroy();
   b.destroy();
 });
+
+Deno.test("device: flushWrites submits queued writes above a threshold and keeps their data", async () => {
+  const gpu = await getGpu();
+  await gpu.flushWrites();
+  assertEquals(gpu.pendingWriteBytes, 0, "nothing pending after a flush");
+  const a = gpu.upload(Float32Array.from({ length: 1000 }, (_, i) => i * 0.5), "flush-a");
+  const b = gpu.upload(Int32Array.from({ length: 24 }, (_, i) => 7 - 3 * i), "flush-b");
+  assertEquals(gpu.pendingWriteBytes, 4096, "4000 + 96 bytes queued");
+  await gpu.flushWrites(4096);
+  assertEquals(gpu.pendingWriteBytes, 4096, "at the threshold nothing is flushed");
+  await gpu.flushWrites(4095);
+  assertEquals(gpu.pendingWriteBytes, 0, "above the threshold the writes are flushed");
+  const back = await gpu.read(a, 1000);
+  for (let i = 0; i < 1000; i++) assertEquals(back[i], i * 0.5, `a[${i}] after the flush`);
+  const bBack = new Int32Array((await gpu.read(b, 24)).buffer);
+  for (let i = 0; i < 24; i++) assertEquals(bBack[i], 7 - 3 * i, `b[${i}] after the flush`);
+  a.destroy();
+  b.destroy();
+});
