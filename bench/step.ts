@@ -1,6 +1,6 @@
 /**
  * `deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N]
- * [--targets query,value] [--rank R] [--no-torch] [--no-batched-texture] [--forward-only]
+ * [--targets query,value] [--rank R] [--no-torch] [--no-batched-texture] [--forward-only] [--packed-weights MIB]
  * [--compare-batched-texture]`: wall time of one RoBERTa forward pass (evaluation) and of one training step
  * (forward with dropout, loss, backward, AdamW) on the WebGPU device, with tokens/s, achieved GFLOP/s, submits
  * and dispatches per step, host encoding time, and peak memory (process RSS against the bytes the model must hold).
@@ -16,6 +16,8 @@
  * `encoder.finish()` and `queue.submit`; on llvmpipe (Deno 2.9.6) `queue.submit` returns only after most of
  * the work has run, so that figure is mostly execution, not overhead.
  *
+ * `--packed-weights MIB` sets the texture budget for frozen weights kept packed between products (CPU adapters;
+ * default 128 MiB, 0 = pack every product's weight as before).
  * `--forward-only` skips the training step (e.g. for roberta-large, whose step takes many minutes here).
  * `--no-batched-texture` keeps the batched (attention) products on the buffer-fed GEMM kernels (the state
  * before bench/NOTES.md entry 14), for before/after comparisons; `--compare-batched-texture` times extra
@@ -139,6 +141,8 @@ interface StepArgs {
   batchedTexture: boolean;
   forwardOnly: boolean;
   compareBatchedTexture: boolean;
+  /** Bytes for packed frozen weights (`LoadOptions.packedWeightBudget`); null = the model's default. */
+  packedWeights: number | null;
 }
 
 function parseStepArgs(args: string[]): StepArgs {
@@ -156,6 +160,7 @@ function parseStepArgs(args: string[]): StepArgs {
       "no-batched-texture": { type: "boolean", default: false },
       "forward-only": { type: "boolean", default: false },
       "compare-batched-texture": { type: "boolean", default: false },
+      "packed-weights": { type: "string" },
     },
   });
   if (!(PRESET_NAMES as readonly string[]).includes(values.preset)) {
@@ -182,7 +187,16 @@ function parseStepArgs(args: string[]): StepArgs {
     batchedTexture: !values["no-batched-texture"],
     forwardOnly: values["forward-only"],
     compareBatchedTexture: values["compare-batched-texture"],
+    packedWeights: packedMiB(values["packed-weights"]),
   };
+}
+
+/** `--packed-weights MIB` in bytes (null when absent). */
+function packedMiB(v: string | undefined): number | null {
+  if (v === undefined) return null;
+  const mib = Number(v);
+  if (!(mib >= 0)) throw new Error(`bench step: --packed-weights must be a number of MiB >= 0, got "${v}"`);
+  return mib * 2 ** 20;
 }
 
 /** One timed measurement: median seconds and per-step submit/dispatch counts. */
@@ -289,6 +303,7 @@ export async function run(args: string[]): Promise<void> {
       numLabels: 2,
       lora: { r: a.rank, alpha: 2 * a.rank, targets: a.targets },
       seed: 0,
+      packedWeightBudget: a.packedWeights ?? undefined,
     });
     const loadS = (performance.now() - tLoad) / 1000;
     sample();
@@ -456,6 +471,7 @@ export async function run(args: string[]): Promise<void> {
     console.log(`load       1-minute load average after the measurements: ${loadAverage()}`);
     const weights = model.base.bytes, acts = model.activationBytesByPlan, adapter = model.adapterBytes;
     const held = weights + acts.training + acts.inference + adapter;
+    const packed = model.packedWeights;
     console.log(
       `memory     peak RSS ${mib(peakRss)} during the passes (${
         mib(loadPeakRss)
@@ -465,7 +481,9 @@ export async function run(args: string[]): Promise<void> {
         mib(acts.inference)
       } (inference plan of the forward passes) + adapter/grads/optimizer ${mib(adapter)}; RSS / held ${
         (peakRss / held).toFixed(2)
-      }`,
+      }; packed frozen weights (a cache, not counted as held) ${mib(packed.bytes)} of ${
+        mib(packed.budget)
+      }, ${packed.hits} products read them, ${packed.packs} packings`,
     );
 
     if (!a.torch) {

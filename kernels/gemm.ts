@@ -20,6 +20,7 @@
 import type { Gpu } from "./device.ts";
 import type { Recorder } from "./recorder.ts";
 import { gemmTexture, storeBlockWgsl, textureGemmFits, type TextureGemmTile } from "./gemm_texture.ts";
+import type { PackedWeightCache } from "./packed_weights.ts";
 
 /** Arguments of {@link gemm}. All counts, strides and offsets are in elements (f32). */
 export interface GemmArgs {
@@ -79,6 +80,11 @@ export interface GemmArgs {
   path?: "auto" | "buffer" | "texture";
   /** Register blocking of the texture-fed kernel (default `TEXTURE_GEMM_TILE`); for tests and tuning. */
   textureTile?: TextureGemmTile;
+  /**
+   * B is a frozen weight: on the texture path its packed texture is kept in this cache and reused by later
+   * unbatched products (see `kernels/packed_weights.ts`; the owner calls `forget(b)` after changing B).
+   */
+  packedB?: PackedWeightCache;
 }
 
 /**
@@ -398,6 +404,7 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
       batch: [outer, inner],
       strideC: sC,
       copyA: gemmAutoOptions.copyA,
+      packedB: args.packedB,
       c: args.c,
       bias: args.bias,
       m,

@@ -33,6 +33,7 @@
 import type { Gpu } from "./device.ts";
 import type { Recorder } from "./recorder.ts";
 import { type CachedTexture, cachedTexture } from "./texture_stage.ts";
+import type { PackedWeightCache } from "./packed_weights.ts";
 
 /** Register blocking of the texture-fed GEMM. */
 export interface TextureGemmTile {
@@ -100,6 +101,8 @@ export interface TextureGemmArgs {
   strideC?: [number, number];
   /** Stage op(A) by `copyBufferToTexture` when {@link canCopyOperand} allows (default true; false for A/B tests). */
   copyA?: boolean;
+  /** op(B) is a frozen weight: keep its packed texture in this cache (unbatched products only). */
+  packedB?: PackedWeightCache;
 }
 
 /**
@@ -301,7 +304,8 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
   // The textures hold one chunk; later chunks overwrite them after the previous chunk's GEMM has read them
   // (WebGPU orders the passes of one command buffer that write and read the same texture).
   const { tex: texA, view: viewA } = packTexture(gpu, batched ? "Az" : "A", kq, chunk * args.a.rows);
-  const { view: viewB } = packTexture(gpu, batched ? "Bz" : "B", args.b.rows, chunk * kq);
+  const packed = !batched && args.packedB ? args.packedB.lookup(args.b, k) : null;
+  const viewB = packed?.view ?? packTexture(gpu, batched ? "Bz" : "B", args.b.rows, chunk * kq).view;
   const views = [viewA, viewB];
   const copyA = (args.copyA ?? true) && canCopyOperand(args.a, k, batches);
   for (let z0 = 0; z0 < batches; z0 += chunk) {
@@ -323,6 +327,7 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
         }
         return;
       }
+      if (kMajor && packed && !packed.fresh) return; // a frozen weight packed by an earlier product
       rec.dispatch({
         pipeline: gpu.pipeline(`gemm-tex-pack:kMajor${+kMajor}`, packWgsl(kMajor)),
         buffers: [op.buf, views[i]],

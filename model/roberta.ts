@@ -22,6 +22,7 @@ import { crossEntropy, meanSquaredError } from "../kernels/loss.ts";
 import { Recorder } from "../kernels/recorder.ts";
 import { Purpose } from "../kernels/rng.ts";
 import { ActivationPlan, type PlanKind } from "./activation_plan.ts";
+import { PackedWeightCache } from "../kernels/packed_weights.ts";
 import { saveAdapter } from "./adapter_export.ts";
 import { type BaseWeights, loadBaseWeights, moduleWeight } from "./base_weights.ts";
 import { type EncoderConfig, readConfig } from "./config.ts";
@@ -67,7 +68,19 @@ export interface LoadOptions {
   dropout?: { hidden?: number; attention?: number; lora?: number };
   /** Print the adapter in use on stderr. */
   verbose?: boolean;
+  /**
+   * Bytes of textures for keeping the frozen encoder weights packed for the texture-fed GEMM of CPU adapters
+   * (`kernels/packed_weights.ts`; default {@link DEFAULT_PACKED_WEIGHT_BUDGET}; 0 packs them for every product).
+   * GPUs never use them.
+   */
+  packedWeightBudget?: number;
 }
+
+/**
+ * Default {@link LoadOptions.packedWeightBudget}: 128 MiB, which holds both packings (forward and backward) of all
+ * of MiniLM-L6's encoder weights (85 MB) and part of roberta-base's (680 MB for all).
+ */
+export const DEFAULT_PACKED_WEIGHT_BUDGET = 128 * 2 ** 20;
 
 /** Options of one pass. */
 export interface PassOptions {
@@ -156,6 +169,8 @@ export class RobertaModel {
   #evalPlan: ActivationPlan | null = null;
   #rec: Recorder;
   #stream = 0;
+  /** Packed textures of the frozen encoder weights (texture-fed GEMM on CPU adapters). */
+  #packed: PackedWeightCache;
 
   private constructor(
     gpu: Gpu,
@@ -184,6 +199,7 @@ export class RobertaModel {
       classifier: opts.dropout?.hidden ?? classifierDropout,
     };
     this.#rec = new Recorder(gpu);
+    this.#packed = new PackedWeightCache(gpu, opts.packedWeightBudget ?? DEFAULT_PACKED_WEIGHT_BUDGET);
     const init = initAdapter(config, opts.numLabels, this.lora, this.seed);
     const H = config.hiddenSize, r = this.lora.r;
     const trainable = (name: string, data: Float32Array, masked: boolean): Trainable => ({
@@ -414,6 +430,7 @@ export class RobertaModel {
     return [this.seed, stream >>> 0, Purpose.dropout, (layer << 8) | site];
   }
 
+  /** y = x·wᵀ + bias; `frozen`: w is a base weight, whose packed texture may be kept ({@link #packed}). */
   #linear(
     x: GPUBuffer,
     w: GPUBuffer,
@@ -422,8 +439,10 @@ export class RobertaModel {
     m: number,
     nOut: number,
     nIn: number,
+    frozen = true,
   ): void {
-    gemm(this.#rec, { a: x, b: w, c: y, bias, m, n: nOut, k: nIn, transB: true });
+    const packedB = frozen ? this.#packed : undefined;
+    gemm(this.#rec, { a: x, b: w, c: y, bias, m, n: nOut, k: nIn, transB: true, packedB });
   }
 
   #module(layer: number, target: LoraTarget): AdaptedModule | undefined {
@@ -664,7 +683,7 @@ export class RobertaModel {
       this.#key(stream, Lh, SITE.cls),
     );
     const dense = this.#headDense;
-    this.#linear(clsIn, dense.w, dense.b, plan.pre, B, H, H);
+    this.#linear(clsIn, dense.w, dense.b, plan.pre, B, H, H, false);
     tanhForward(rec, { x: plan.pre, y: plan.pooled, n: B * H });
     const pooledIn = this.#dropoutOrNot(
       train,
@@ -674,7 +693,7 @@ export class RobertaModel {
       B * H,
       this.#key(stream, Lh, SITE.pooled),
     );
-    this.#linear(pooledIn, this.head.outW.param, this.head.outB.param, plan.logits, B, L, H);
+    this.#linear(pooledIn, this.head.outW.param, this.head.outB.param, plan.logits, B, L, H, false);
     return clsIn;
   }
 
@@ -793,10 +812,10 @@ export class RobertaModel {
         l,
         SITE.ffnOut,
       );
-      gemm(rec, { a: df, b: W.out, c: plan.dG, m: M, n: I, k: H });
+      gemm(rec, { a: df, b: W.out, c: plan.dG, m: M, n: I, k: H, packedB: this.#packed });
       this.#loraBwd(plan, l, "output.dense", df, A.g, plan.dG, M, train, stream);
       geluBackward(rec, { x: A.u, dy: plan.dG, dx: plan.dU, n: M * I });
-      gemm(rec, { a: plan.dU, b: W.inter, c: plan.dA, m: M, n: H, k: I });
+      gemm(rec, { a: plan.dU, b: W.inter, c: plan.dA, m: M, n: H, k: I, packedB: this.#packed });
       this.#loraBwd(plan, l, "intermediate.dense", plan.dU, A.a, plan.dA, M, train, stream);
       addInPlace(rec, { x: plan.dS, y: plan.dA, n: M * H });
       // a = LN1(s1), s1 = x + drop(o)
@@ -813,7 +832,7 @@ export class RobertaModel {
         l,
         SITE.attnOut,
       );
-      gemm(rec, { a: dO, b: W.attnOut, c: plan.dCtx, m: M, n: H, k: H });
+      gemm(rec, { a: dO, b: W.attnOut, c: plan.dCtx, m: M, n: H, k: H, packedB: this.#packed });
       this.#loraBwd(plan, l, "attention.output.dense", dO, A.ctx, plan.dCtx, M, train, stream);
       // attention
       const attnDrop = train && this.rates.attention > 0;
@@ -898,9 +917,27 @@ export class RobertaModel {
       const dX = l > 0 ? plan.dH[1 - cur] : undefined;
       if (dX) {
         rec.copy(plan.dS, 0, dX, 0, M * H * 4);
-        gemm(rec, { a: plan.dQ, b: W.query, c: dX, m: M, n: H, k: H, accumulate: true });
-        gemm(rec, { a: plan.dK, b: W.key, c: dX, m: M, n: H, k: H, accumulate: true });
-        gemm(rec, { a: plan.dV, b: W.value, c: dX, m: M, n: H, k: H, accumulate: true });
+        gemm(rec, {
+          a: plan.dQ,
+          b: W.query,
+          c: dX,
+          m: M,
+          n: H,
+          k: H,
+          accumulate: true,
+          packedB: this.#packed,
+        });
+        gemm(rec, { a: plan.dK, b: W.key, c: dX, m: M, n: H, k: H, accumulate: true, packedB: this.#packed });
+        gemm(rec, {
+          a: plan.dV,
+          b: W.value,
+          c: dX,
+          m: M,
+          n: H,
+          k: H,
+          accumulate: true,
+          packedB: this.#packed,
+        });
       }
       this.#loraBwd(plan, l, "query", plan.dQ, x, dX, M, train, stream);
       this.#loraBwd(plan, l, "key", plan.dK, x, dX, M, train, stream);
@@ -1029,6 +1066,7 @@ export class RobertaModel {
     const l = this.gpu.upload(left, "residual.left"), r = this.gpu.upload(right, "residual.right");
     gemm(this.#rec, { a: l, b: r, c: w, m: mod.nOut, n: mod.nIn, k: q, accumulate: true });
     this.#rec.submit();
+    this.#packed.forget(w);
     l.destroy();
     r.destroy();
   }
@@ -1047,6 +1085,12 @@ export class RobertaModel {
       throw new Error(`writeModuleWeight ${path}: ${data.length} values, expected ${w.size / 4}`);
     }
     this.gpu.write(w, data);
+    this.#packed.forget(w);
+  }
+
+  /** Bytes of the packed frozen-weight textures and how often products found them packed. */
+  get packedWeights(): { bytes: number; budget: number; hits: number; packs: number } {
+    return { bytes: this.#packed.bytes, budget: this.#packed.budgetBytes, ...this.#packed.stats };
   }
 }
 

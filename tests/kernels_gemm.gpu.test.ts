@@ -10,11 +10,12 @@
  * (one chunking case has k = 1201), so fp32 accumulation error is about sqrt(k)·2^-24 (< 3e-6 at k = 1201)
  * relative to |C| ~ sqrt(k/9): under 1e-5.
  */
-import { ok, strictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
 import { gemm, type GemmArgs, type GemmTile, GPU_GEMM_TILE } from "../kernels/gemm.ts";
 import { canCopyOperand, textureGemmChunk, type TextureGemmTile } from "../kernels/gemm_texture.ts";
+import { PackedWeightCache } from "../kernels/packed_weights.ts";
 import { gemmRef, type GemmRefArgs } from "../kernels/reference/gemm.ts";
 import { assertClose, poison, randomF32 } from "./util.ts";
 
@@ -453,6 +454,47 @@ Deno.test("gemm: texture-fed path with op(A) staged by copyBufferToTexture (256-
   ok(!canCopyOperand({ buf: null!, rows: 3, off: 0, rs: 60, ps: 1 }, 8));
   ok(!canCopyOperand({ buf: null!, rows: 3, off: 0, rs: 64, ps: 1 }, 6));
   ok(!canCopyOperand({ buf: null!, rows: 3, off: 0, rs: 64, ps: 1, bs: [6, 0] }, 8, 2));
+});
+
+Deno.test("gemm: a frozen B packed once is reused, re-packed after forget, and skipped past the budget", async () => {
+  const gpu = await getGpu();
+  // x·Wᵀ (transB, as the model's projections) and dY·W (the backward product): two packings of one W.
+  const m = 37, n = 70, k = 45;
+  const w0 = randomF32(n * k, 11), w1 = randomF32(n * k, 12);
+  const x = randomF32(m * k, 13), dy = randomF32(m * n, 14);
+  const bufW = gpu.upload(w0, "W"), bufX = gpu.upload(x, "x"), bufDy = gpu.upload(dy, "dY");
+  const y = gpu.buffer(4 * m * n, "y"), dx = gpu.buffer(4 * m * k, "dX");
+  const cache = new PackedWeightCache(gpu, 16 * (n * Math.ceil(k / 4) + k * Math.ceil(n / 4)));
+  const run = async (w: Float32Array, expectDispatches: [number, number], what: string) => {
+    for (const [buf, len] of [[y, m * n], [dx, m * k]] as const) gpu.write(buf, poison(len));
+    const rec = new Recorder(gpu);
+    gemm(rec, { a: bufX, b: bufW, c: y, m, n, k, transB: true, path: "texture", packedB: cache });
+    strictEqual(rec.dispatchCount, expectDispatches[0], `${what}: dispatches of x·Wᵀ`);
+    gemm(rec, { a: bufDy, b: bufW, c: dx, m, n: k, k: n, path: "texture", packedB: cache });
+    strictEqual(rec.dispatchCount, expectDispatches[0] + expectDispatches[1], `${what}: dispatches of dY·W`);
+    assertClose(await rec.read(y, m * n), gemmRef({ m, n, k, transB: true }, x, w), TOL, `${what}: x·Wᵀ`);
+    assertClose(await rec.read(dx, m * k), gemmRef({ m, n: k, k: n }, dy, w), TOL, `${what}: dY·W`);
+  };
+  // k = 45 and n = 70 are not multiples of 4: op(A) is packed too (no copy), so 3 dispatches when B is packed.
+  await run(w0, [3, 3], "first use packs both layouts");
+  strictEqual(cache.bytes, cache.budgetBytes, "both packings held, exactly the budget");
+  deepStrictEqual(cache.stats, { hits: 0, packs: 2 });
+  await run(w0, [2, 2], "second use reads the packed textures");
+  deepStrictEqual(cache.stats, { hits: 2, packs: 2 });
+  gpu.write(bufW, w1);
+  cache.forget(bufW);
+  await run(w1, [3, 3], "after forget the new W is packed again");
+  await run(w1, [2, 2], "and reused");
+  strictEqual(cache.bytes, cache.budgetBytes, "re-packing reuses the textures");
+  // A second weight does not fit the budget: packed per product, correct, not cached.
+  const bufW2 = gpu.upload(w0, "W2");
+  const rec = new Recorder(gpu);
+  gemm(rec, { a: bufX, b: bufW2, c: y, m, n, k, transB: true, path: "texture", packedB: cache });
+  strictEqual(rec.dispatchCount, 3, "over budget: packed per product");
+  assertClose(await rec.read(y, m * n), gemmRef({ m, n, k, transB: true }, x, w0), TOL, "over budget: x·W2ᵀ");
+  strictEqual(cache.bytes, cache.budgetBytes, "nothing added past the budget");
+  cache.destroy();
+  for (const b of [bufW, bufW2, bufX, bufDy, y, dx]) b.destroy();
 });
 
 Deno.test("gemm: bad arguments give clear errors", async () => {

@@ -9,8 +9,9 @@ import { type EncoderConfigLike, randomBase, refForward, refLossAndGrads } from 
 import type { LoraSettings } from "../model/names.ts";
 import { writeSafetensors } from "../model/safetensors.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
-import { assertClose } from "./util.ts";
-import { hfConfig, randomAdapter, randomMasks } from "./model_fixture.ts";
+import { assertClose, randomF32 } from "./util.ts";
+import { hfConfig, randomAdapter, randomMasks, writeTinyModel } from "./model_fixture.ts";
+import { getGpu } from "../kernels/device.ts";
 
 const CFG: EncoderConfigLike = {
   hiddenSize: 16,
@@ -418,6 +419,55 @@ Deno.test("model: forward passes use a one-layer inference plan; logits equal th
       perToken(inferenceBytes, 4 * 11) < perToken(trainingBytes, 2 * 6),
       `inference plan ${inferenceBytes} B for 44 tokens vs training plan ${trainingBytes} B for 12 tokens`,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("model: packed frozen weights (texture GEMM) give the per-product packing's results bit for bit, also after mergeResidual", async () => {
+  // Large enough for the texture-fed GEMM on CPU adapters (rows · 64 · 64 >= 2^20); on GPUs both runs take the
+  // buffer path and agree trivially.
+  const cfg: EncoderConfigLike = {
+    ...CFG,
+    hiddenSize: 64,
+    intermediateSize: 128,
+    numHeads: 2,
+    maxPositionEmbeddings: 80,
+  };
+  const dir = await writeTinyModel(cfg, 5);
+  try {
+    const lora: LoraSettings = { r: 4, alpha: 8, targets: ["query", "value"] };
+    const B = 4, T = 72;
+    const r = new KeyedRandom([3, Purpose.test, 5]);
+    const inputIds = Int32Array.from(
+      { length: B * T },
+      (_, i) => i % T === 0 ? 0 : 3 + r.int(CFG.vocabSize - 3),
+    );
+    const labels = [0, 1, 1, 0];
+    const results: { losses: number[]; logits: Float32Array[]; adapter: Map<string, Float32Array> }[] = [];
+    let packed = { bytes: 0, hits: 0 };
+    for (const budget of [0, undefined]) {
+      const model = await RobertaModel.load(dir, { numLabels: 2, lora, seed: 1, packedWeightBudget: budget });
+      const losses: number[] = [], logits: Float32Array[] = [];
+      for (let step = 1; step <= 2; step++) {
+        losses.push(await model.trainStep({ inputIds, batch: B, seqLen: T, labels }, { lr: 1e-2, step }));
+      }
+      logits.push(await model.forward({ inputIds, batch: B, seqLen: T }));
+      // A FedEx merge changes a frozen weight: its packed textures must be packed again.
+      const path = model.modules[0].path, mod = model.modules[0];
+      model.mergeResidual(path, randomF32(mod.nOut * 2, 8), randomF32(2 * mod.nIn, 9), 2);
+      logits.push(await model.forward({ inputIds, batch: B, seqLen: T }));
+      losses.push(await model.trainStep({ inputIds, batch: B, seqLen: T, labels }, { lr: 1e-2, step: 3 }));
+      results.push({ losses, logits, adapter: await model.getAdapter() });
+      if (budget === undefined) packed = model.packedWeights;
+    }
+    const [plain, cached] = results;
+    deepStrictEqual(cached.losses, plain.losses, "losses");
+    deepStrictEqual(cached.logits, plain.logits, "logits before and after the merge");
+    deepStrictEqual(cached.adapter, plain.adapter, "adapter after 3 steps");
+    ok(plain.logits[0].some((v, i) => v !== plain.logits[1][i]), "the merge changed the logits");
+    const gpu = await getGpu();
+    if (gpu.isCpu) ok(packed.bytes > 0 && packed.hits > 0, `packed textures used: ${JSON.stringify(packed)}`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
