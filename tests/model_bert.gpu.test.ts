@@ -213,3 +213,46 @@ Deno.test("model (BERT): a missing pooler or an out-of-range token type is an er
     await Deno.remove(ok1.dir, { recursive: true });
   }
 });
+
+Deno.test("model (BERT): training-mode dropout acts after the pooler only (none on [CLS] before it)", async () => {
+  const { dir } = await tinyBert(4, { prefixed: true });
+  try {
+    // Only the classifier's dropout is on (p = 0.5, scale 2), as BertForSequenceClassification applies it.
+    const cfg = hfConfig(CFG, {
+      model_type: "bert",
+      architectures: ["BertModel"],
+      hidden_dropout_prob: 0,
+      attention_probs_dropout_prob: 0,
+      classifier_dropout: 0.5,
+    });
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(cfg));
+    const lora: LoraSettings = { r: 2, alpha: 4, targets: ["query", "value"] };
+    const model = await RobertaModel.load(dir, { numLabels: 1, lora, seed: 3 });
+    strictEqual(model.rates.classifier, 0.5);
+    // The classifier reads pooled unit j alone: the eval logit is pooled[j], and a training-mode logit is 0 (unit
+    // dropped) or exactly 2·pooled[j] (kept) when nothing is dropped before the pooler. Dropout on [CLS] before
+    // the pooler would change pooled[j] itself.
+    const j = 5;
+    const adapter = randomAdapter(model, 4);
+    adapter.set(
+      "base_model.model.classifier.weight",
+      Float32Array.from({ length: 16 }, (_, i) => i === j ? 1 : 0),
+    );
+    adapter.set("base_model.model.classifier.bias", new Float32Array(1));
+    model.setAdapter(adapter);
+    const input = pairBatch([[3, 2], [4, 3], [2, 0]], 10, 6);
+    const pooled = await model.forward(input);
+    ok(pooled.every((v) => v !== 0 && Number.isFinite(v)), `eval logits ${pooled}`);
+    const seen = new Set<string>();
+    for (let s = 1; s <= 12; s++) {
+      const got = await model.forward(input, { train: true, dropoutStream: s });
+      got.forEach((v, b) => {
+        ok(v === 0 || v === 2 * pooled[b], `stream ${s}, row ${b}: ${v} is neither 0 nor 2 × ${pooled[b]}`);
+        seen.add(v === 0 ? "dropped" : "kept");
+      });
+    }
+    strictEqual(seen.size, 2, "both dropped and kept units occur over 12 streams × 3 rows");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
