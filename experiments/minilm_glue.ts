@@ -44,6 +44,7 @@ export interface TaskSettings {
   maxTrain: number;
   maxDev: number;
   trainEvalSize: number;
+  mergedModel: "write" | "skip";
 }
 
 const COMMON = {
@@ -58,6 +59,8 @@ const COMMON = {
   // peft's lora_dropout off, so that FedLoDrop's row/column dropout is the only dropout on the adapter.
   loraDropout: 0,
   maxLength: 64,
+  // No merged base model per run (90 MB each); RESULTS.md's outside check used a `deno task train` run.
+  mergedModel: "skip" as const,
 };
 
 /** Per-task settings, sized for 2 CPU cores through llvmpipe (see experiments/RESULTS.md). */

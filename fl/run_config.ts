@@ -76,6 +76,11 @@ export interface RunConfig {
   out: string | null;
   /** Profile the kernels of the first local steps (writes `<out>/profile/`). */
   profile: boolean;
+  /**
+   * FedEx: `write` the merged base model (frozen weights plus the merged residuals, Hugging Face layout) to
+   * `<out>/adapter/merged_base`, which the exported adapter needs; `skip` it (sweeps: a full model per run).
+   */
+  mergedModel: "write" | "skip";
 }
 
 /** Defaults: the reference code's local-training settings, on a tiny random model and the committed SST-2 sample. */
@@ -114,6 +119,7 @@ export const DEFAULT_RUN: Readonly<RunConfig> = {
   plan: null,
   out: null,
   profile: false,
+  mergedModel: "write",
 };
 
 /** One-line help per field (for `--help`). */
@@ -155,6 +161,8 @@ export const RUN_HELP: Record<keyof RunConfig, string> = {
   out: "output folder (default runs/<name>)",
   profile:
     "profile the kernels of the first 3 local steps into <out>/profile (GPU timestamps; serialized wall-clock where the adapter has no timestamp-query)",
+  mergedModel:
+    "FedEx: write|skip the merged base model (frozen weights + residuals) in <out>/adapter/merged_base (a full model per run)",
 };
 
 const TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"];
@@ -243,6 +251,9 @@ export function resolveRunConfig(partial: Partial<RunConfig> & Record<string, un
   }
   if (!["bernoulli", "fixed"].includes(c.mask)) fail("mask", `expected bernoulli or fixed, got ${c.mask}`);
   if (!["subadapter", "reset"].includes(c.mode)) fail("mode", `expected subadapter or reset, got ${c.mode}`);
+  if (!["write", "skip"].includes(c.mergedModel)) {
+    fail("mergedModel", `expected write or skip, got ${JSON.stringify(c.mergedModel)}`);
+  }
   if (!["fedavg", "fedex", "ffa"].includes(c.aggregator)) {
     fail("aggregator", `expected fedex, fedavg or ffa, got ${c.aggregator}`);
   }

@@ -211,7 +211,9 @@ export async function trainRun(
 
   // Final outputs.
   await model.saveAdapter(`${runDir}/adapter`);
-  if (cfg.aggregator === "fedex") await exportMergedModel(model, modelDir, `${runDir}/adapter/merged_base`);
+  if (cfg.aggregator === "fedex" && cfg.mergedModel === "write") {
+    await exportMergedModel(model, modelDir, `${runDir}/adapter/merged_base`);
+  }
   const records = await readMetrics(`${runDir}/metrics.jsonl`);
   const s = summarizeRun(records, { metric: `dev.${main}` });
   const last = records.filter((r) => r.kind === "round").at(-1) as Record<string, unknown> | undefined;

@@ -7,6 +7,7 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { KeyedRandom } from "../kernels/rng.ts";
 import { resolveRunConfig } from "../fl/run_config.ts";
 import { readMetrics } from "../fl/run_log.ts";
+import { pathExists } from "../fl/atomic_write.ts";
 import { trainRun } from "../tasks/train_run.ts";
 
 const FILLER = [
@@ -126,7 +127,8 @@ Deno.test("train: a run killed after round 2 and resumed matches an uninterrupte
     const full = await run([...args, "--out", `${root}/full`]).output();
     strictEqual(full.code, 0, new TextDecoder().decode(full.stderr));
     // killed as soon as the round-2 checkpoint exists
-    const child = run([...args, "--out", `${root}/killed`]).spawn();
+    // (it also skips the merged base model, which changes nothing else and survives the resume via run.json)
+    const child = run([...args, "--merged-model", "skip", "--out", `${root}/killed`]).spawn();
     child.stderr.cancel();
     let killed = false;
     for (let i = 0; i < 1200 && !killed; i++) {
@@ -152,6 +154,11 @@ Deno.test("train: a run killed after round 2 and resumed matches an uninterrupte
     const adA = await Deno.readFile(`${root}/full/adapter/adapter_model.safetensors`);
     const adB = await Deno.readFile(`${root}/killed/adapter/adapter_model.safetensors`);
     deepStrictEqual(adB, adA);
+    ok(
+      await pathExists(`${root}/full/adapter/merged_base/model.safetensors`),
+      "FedEx writes the merged base model",
+    );
+    ok(!(await pathExists(`${root}/killed/adapter/merged_base`)), "--merged-model skip writes none");
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -168,6 +175,7 @@ Deno.test("train: bad flags and config values are clear errors before any work",
     [["--lr", "abc"], /--lr: "abc" is not a number/],
     [["--no-such-flag"], /no-such-flag/],
     [["--task", "sst3"], /sst3/],
+    [["--merged-model", "maybe"], /config field "mergedModel"/],
   ];
   for (const [args, re] of cases) {
     const out = await new Deno.Command(Deno.execPath(), {
