@@ -445,6 +445,19 @@ export class RobertaModel {
     gemm(this.#rec, { a: x, b: w, c: y, bias, m, n: nOut, k: nIn, transB: true, packedB });
   }
 
+  /** dX (+)= dY·w for a frozen base weight w [nOut, nIn] (its packed texture may be kept, {@link #packed}). */
+  #backThroughWeight(
+    dY: GPUBuffer,
+    w: GPUBuffer,
+    dX: GPUBuffer,
+    m: number,
+    nIn: number,
+    nOut: number,
+    accumulate = false,
+  ): void {
+    gemm(this.#rec, { a: dY, b: w, c: dX, m, n: nIn, k: nOut, accumulate, packedB: this.#packed });
+  }
+
   #module(layer: number, target: LoraTarget): AdaptedModule | undefined {
     if (!this.lora.targets.includes(target)) return undefined;
     return this.modules[layer * this.lora.targets.length + this.lora.targets.indexOf(target)];
@@ -812,10 +825,10 @@ export class RobertaModel {
         l,
         SITE.ffnOut,
       );
-      gemm(rec, { a: df, b: W.out, c: plan.dG, m: M, n: I, k: H, packedB: this.#packed });
+      this.#backThroughWeight(df, W.out, plan.dG, M, I, H);
       this.#loraBwd(plan, l, "output.dense", df, A.g, plan.dG, M, train, stream);
       geluBackward(rec, { x: A.u, dy: plan.dG, dx: plan.dU, n: M * I });
-      gemm(rec, { a: plan.dU, b: W.inter, c: plan.dA, m: M, n: H, k: I, packedB: this.#packed });
+      this.#backThroughWeight(plan.dU, W.inter, plan.dA, M, H, I);
       this.#loraBwd(plan, l, "intermediate.dense", plan.dU, A.a, plan.dA, M, train, stream);
       addInPlace(rec, { x: plan.dS, y: plan.dA, n: M * H });
       // a = LN1(s1), s1 = x + drop(o)
@@ -832,7 +845,7 @@ export class RobertaModel {
         l,
         SITE.attnOut,
       );
-      gemm(rec, { a: dO, b: W.attnOut, c: plan.dCtx, m: M, n: H, k: H, packedB: this.#packed });
+      this.#backThroughWeight(dO, W.attnOut, plan.dCtx, M, H, H);
       this.#loraBwd(plan, l, "attention.output.dense", dO, A.ctx, plan.dCtx, M, train, stream);
       // attention
       const attnDrop = train && this.rates.attention > 0;
@@ -917,27 +930,9 @@ export class RobertaModel {
       const dX = l > 0 ? plan.dH[1 - cur] : undefined;
       if (dX) {
         rec.copy(plan.dS, 0, dX, 0, M * H * 4);
-        gemm(rec, {
-          a: plan.dQ,
-          b: W.query,
-          c: dX,
-          m: M,
-          n: H,
-          k: H,
-          accumulate: true,
-          packedB: this.#packed,
-        });
-        gemm(rec, { a: plan.dK, b: W.key, c: dX, m: M, n: H, k: H, accumulate: true, packedB: this.#packed });
-        gemm(rec, {
-          a: plan.dV,
-          b: W.value,
-          c: dX,
-          m: M,
-          n: H,
-          k: H,
-          accumulate: true,
-          packedB: this.#packed,
-        });
+        for (const [dY, wt] of [[plan.dQ, W.query], [plan.dK, W.key], [plan.dV, W.value]]) {
+          this.#backThroughWeight(dY, wt, dX, M, H, H, true);
+        }
       }
       this.#loraBwd(plan, l, "query", plan.dQ, x, dX, M, train, stream);
       this.#loraBwd(plan, l, "key", plan.dK, x, dX, M, train, stream);
