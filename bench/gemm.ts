@@ -7,7 +7,7 @@
  */
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
-import { gemm, gemmAutoOptions, gemmTileFor, TEXTURE_GEMM_MIN_WORK } from "../kernels/gemm.ts";
+import { autoTexturePath, gemm, gemmTileFor } from "../kernels/gemm.ts";
 import { TEXTURE_GEMM_TILE } from "../kernels/gemm_texture.ts";
 import { loraBackward, loraForward } from "../kernels/lora.ts";
 
@@ -20,12 +20,9 @@ const SHAPES: [number, number, number][] = [
   [2048, 8, 1024],
 ];
 
-/** Which kernel family gemm's "auto" path takes for an m × n × k product (mirrors kernels/gemm.ts). */
+/** Which kernel family gemm's "auto" path takes for an m × n × k product. */
 function autoPath(isCpu: boolean, m: number, n: number, k: number, batches = 1): string {
-  const batchedOk = batches === 1 || gemmAutoOptions.batchedTexture;
-  return isCpu && m > 16 && n > 16 && batchedOk && batches * m * n * k >= TEXTURE_GEMM_MIN_WORK
-    ? "texture"
-    : "buffer";
+  return autoTexturePath(isCpu, m, n, k, batches) ? "texture" : "buffer";
 }
 
 /** Deterministic bench data (values do not matter for timing; no RNG needed). */

@@ -72,9 +72,8 @@ export interface GemmArgs {
   /** Register blocking to use instead of the adapter's default ({@link gemmTileFor}); for tests and tuning. */
   tile?: GemmTile;
   /**
-   * Kernel family: `"auto"` (default) takes the texture-fed kernel ({@link gemmTexture}) on CPU adapters for
-   * products (batched or not) with batch·m·n·k >= {@link TEXTURE_GEMM_MIN_WORK} and m, n > 16 (and no
-   * explicit `tile`), the buffer-fed kernels otherwise; `"buffer"` and `"texture"` force one (for tests and
+   * Kernel family: `"auto"` (default) takes the texture-fed kernel ({@link gemmTexture}) on CPU adapters where
+   * {@link autoTexturePath} says so (and no explicit `tile` is given), the buffer-fed kernels otherwise; `"buffer"` and `"texture"` force one (for tests and
    * benchmarks; `"texture"` throws when one batch element exceeds the adapter's texture size).
    */
   path?: "auto" | "buffer" | "texture";
@@ -88,9 +87,30 @@ export interface GemmArgs {
 }
 
 /**
- * Smallest batch·m·n·k for which {@link gemm} packs operands into textures on CPU adapters (path `"auto"`).
+ * Smallest batch·m·n·k for which {@link gemm} packs operands into textures on CPU adapters (path `"auto"`) for
+ * batched products; unbatched ones use {@link TEXTURE_GEMM_MIN_WORK_UNBATCHED}.
  */
 export const TEXTURE_GEMM_MIN_WORK = 2 ** 20;
+
+/**
+ * Smallest m·n·k of an unbatched product that takes the texture path on CPU adapters. Lower than the batched
+ * threshold so that LoRA's rank-wide products (n = r or k = r, e.g. 224×8×384 for MiniLM) take it too:
+ * 1.4–3.5× faster than the buffer kernels there (bench/NOTES.md entry 23).
+ */
+export const TEXTURE_GEMM_MIN_WORK_UNBATCHED = 2 ** 17;
+
+/** Texture tile for unbatched products at most 16 columns wide (n = r of LoRA): 8 × 4 outputs per invocation. */
+export const NARROW_TEXTURE_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 8, tn: 4 };
+
+/**
+ * Whether {@link gemm}'s `"auto"` path takes the texture-fed kernel for a product of this shape on an adapter that
+ * `isCpu` (shared with `bench/gemm.ts`, which prints the choice). Needs m > 16; batched products also n > 16.
+ */
+export function autoTexturePath(isCpu: boolean, m: number, n: number, k: number, batches = 1): boolean {
+  if (!isCpu || m <= 16) return false;
+  if (batches === 1) return m * n * k >= TEXTURE_GEMM_MIN_WORK_UNBATCHED;
+  return gemmAutoOptions.batchedTexture && n > 16 && batches * m * n * k >= TEXTURE_GEMM_MIN_WORK;
+}
 
 /**
  * Texture tile for batched products whose per-element output is at most 64 × 64 (attention at short sequence
@@ -390,9 +410,7 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
   }
   if (
     path === "texture" ||
-    (path === "auto" && textureOk && gpu.isCpu && !args.tile && m > 16 && n > 16 &&
-      (outer * inner === 1 || gemmAutoOptions.batchedTexture) &&
-      outer * inner * m * n * k >= TEXTURE_GEMM_MIN_WORK)
+    (path === "auto" && textureOk && !args.tile && autoTexturePath(gpu.isCpu, m, n, k, outer * inner))
   ) {
     gemmTexture(rec, {
       a: transA
@@ -415,7 +433,11 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
       alpha,
       accumulate: !!args.accumulate,
       tile: args.textureTile ??
-        (outer * inner > 1 && m <= 64 && n <= 64 ? SMALL_BATCHED_TEXTURE_TILE : undefined),
+        (outer * inner > 1 && m <= 64 && n <= 64
+          ? SMALL_BATCHED_TEXTURE_TILE
+          : outer * inner === 1 && n <= 16
+          ? NARROW_TEXTURE_TILE
+          : undefined),
     });
     return;
   }

@@ -13,7 +13,14 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
-import { gemm, type GemmArgs, type GemmTile, GPU_GEMM_TILE } from "../kernels/gemm.ts";
+import {
+  autoTexturePath,
+  gemm,
+  type GemmArgs,
+  type GemmTile,
+  GPU_GEMM_TILE,
+  NARROW_TEXTURE_TILE,
+} from "../kernels/gemm.ts";
 import { canCopyOperand, textureGemmChunk, type TextureGemmTile } from "../kernels/gemm_texture.ts";
 import { PackedWeightCache } from "../kernels/packed_weights.ts";
 import { gemmRef, type GemmRefArgs } from "../kernels/reference/gemm.ts";
@@ -264,6 +271,21 @@ Deno.test("gemm: texture-fed path (CPU adapters' large products), forced on ragg
   const odd = { wx: 4, wy: 2, tm: 3, tn: 8 };
   await runCase({ m: 37, n: 70, k: 21, transB: true, bias: true, path: "texture", textureTile: odd }, ++seed);
   await runCase({ m: 300, n: 20, k: 9, transA: true, path: "texture" }, ++seed);
+  // The narrow tile of LoRA's rank-wide products (n <= 16), forced and as "auto" picks it on CPU adapters
+  // (300×8×70 >= TEXTURE_GEMM_MIN_WORK_UNBATCHED: two packings and the GEMM; one buffer kernel on GPUs).
+  for (const [transA, transB] of [[false, false], [true, true]]) {
+    await runCase(
+      { m: 45, n: 5, k: 19, transA, transB, path: "texture", textureTile: NARROW_TEXTURE_TILE },
+      ++seed,
+    );
+  }
+  const gpu = await getGpu();
+  ok(
+    autoTexturePath(true, 300, 8, 70) && !autoTexturePath(false, 300, 8, 70) &&
+      !autoTexturePath(true, 16, 8, 4096),
+  );
+  await runCase({ m: 300, n: 8, k: 70, alpha: 0.5, accumulate: true, dispatches: gpu.isCpu ? 3 : 1 }, ++seed);
+  await runCase({ m: 300, n: 70, k: 8, transB: true, dispatches: gpu.isCpu ? 3 : 1 }, ++seed);
 });
 
 Deno.test("gemm: texture-fed path on batched products (attention shapes, transposes, chunks)", async () => {

@@ -424,16 +424,51 @@ Deno.test("model: forward passes use a one-layer inference plan; logits equal th
   }
 });
 
+/** A 64-wide model: at batch 4 × 72 tokens its products take the texture-fed GEMM on CPU adapters. */
+const WIDE: EncoderConfigLike = {
+  ...CFG,
+  hiddenSize: 64,
+  intermediateSize: 128,
+  numHeads: 2,
+  maxPositionEmbeddings: 80,
+};
+
+Deno.test("model: at texture-GEMM sizes (LoRA r 8 included) logits and gradients equal the float64 reference", async () => {
+  // rows · 64 · 64 >= 2^20 for the projections and rows · 8 · 64 >= 2^17 for LoRA's rank-wide products, so on
+  // llvmpipe every unbatched product takes the texture path; on GPUs this is one more reference comparison.
+  const dir = await writeTinyModel(WIDE, 6);
+  try {
+    const lora: LoraSettings = { r: 8, alpha: 16, targets: ["query", "value", "output.dense"] };
+    const model = await RobertaModel.load(dir, { numLabels: 3, lora, seed: 2, dropout: NO_DROPOUT });
+    const adapter = randomAdapter(model, 8);
+    model.setAdapter(adapter);
+    const masks = randomMasks(model, 9);
+    const B = 4, T = 72;
+    const r = new KeyedRandom([4, Purpose.test, 6]);
+    const inputIds = Int32Array.from(
+      { length: B * T },
+      (_, i) =>
+        i % T === 0 ? 0 : i % T > 40 + 8 * Math.floor(i / T) ? CFG.padTokenId : 3 + r.int(CFG.vocabSize - 3),
+    );
+    const input = { inputIds, batch: B, seqLen: T, labels: [0, 2, 1, 2] };
+    const ref = { cfg: WIDE, numLabels: 3, lora: model.lora, base: randomBase(WIDE, 6), adapter };
+    assertClose(await model.forward(input, { masks }), refForward(ref, input, masks).logits, 2e-5, "logits");
+    const got = await model.lossAndGrads(input, { masks });
+    const want = refLossAndGrads(ref, input, masks);
+    ok(
+      Math.abs(got.loss - want.loss) <= 2e-5 * Math.max(1, Math.abs(want.loss)),
+      `loss ${got.loss} vs ${want.loss}`,
+    );
+    for (const [name, g] of want.grads) assertClose(got.grads.get(name)!, g, 1e-4, `gradient ${name}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("model: packed frozen weights (texture GEMM) give the per-product packing's results bit for bit, also after mergeResidual", async () => {
   // Large enough for the texture-fed GEMM on CPU adapters (rows · 64 · 64 >= 2^20); on GPUs both runs take the
   // buffer path and agree trivially.
-  const cfg: EncoderConfigLike = {
-    ...CFG,
-    hiddenSize: 64,
-    intermediateSize: 128,
-    numHeads: 2,
-    maxPositionEmbeddings: 80,
-  };
+  const cfg = WIDE;
   const dir = await writeTinyModel(cfg, 5);
   try {
     const lora: LoraSettings = { r: 4, alpha: 8, targets: ["query", "value"] };
