@@ -38,6 +38,7 @@ export { hashKey, keepKey, KeyedRandom, Purpose, RNG_WGSL, uniformKey } from "./
  */
 export { RobertaModel as EncoderModel } from "./model/roberta.ts";
 export {
+  DEFAULT_PACKED_WEIGHT_BUDGET,
   type LabelledInput,
   type LoadOptions,
   type ModelInput,
