@@ -116,8 +116,9 @@ export class Gpu {
   }
 
   /**
-   * Bytes written by {@link write} since the last {@link flushWrites} (an upper bound on what is still queued). The queue holds a staging copy of
-   * each write until a submission carries it, so these bytes are resident twice until then.
+   * Bytes written by {@link write} since the last {@link flushWrites} (an upper bound on what is still queued).
+   * The queue holds a staging copy of each write until a submission carries it, so these bytes are resident
+   * twice until then.
    */
   get pendingWriteBytes(): number {
     return this.#pendingWriteBytes;

@@ -73,8 +73,9 @@ export interface GemmArgs {
   tile?: GemmTile;
   /**
    * Kernel family: `"auto"` (default) takes the texture-fed kernel ({@link gemmTexture}) on CPU adapters where
-   * {@link autoTexturePath} says so (and no explicit `tile` is given), the buffer-fed kernels otherwise; `"buffer"` and `"texture"` force one (for tests and
-   * benchmarks; `"texture"` throws when one batch element exceeds the adapter's texture size).
+   * {@link autoTexturePath} says so (and no explicit `tile` is given), the buffer-fed kernels otherwise;
+   * `"buffer"` and `"texture"` force one (for tests and benchmarks; `"texture"` throws when one batch element
+   * exceeds the adapter's texture size).
    */
   path?: "auto" | "buffer" | "texture";
   /** Register blocking of the texture-fed kernel (default `TEXTURE_GEMM_TILE`); for tests and tuning. */
