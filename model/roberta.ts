@@ -439,7 +439,7 @@ export class RobertaModel {
     m: number,
     nOut: number,
     nIn: number,
-    frozen = true,
+    frozen: boolean,
   ): void {
     const packedB = frozen ? this.#packed : undefined;
     gemm(this.#rec, { a: x, b: w, c: y, bias, m, n: nOut, k: nIn, transB: true, packedB });
@@ -585,11 +585,11 @@ export class RobertaModel {
     }
     for (let l = 0; l < cfg.numLayers; l++) {
       const x = plan.hidden[l], A = plan.layers[l], W = w.layers[l];
-      this.#linear(x, W.query, W.queryBias, A.q, M, H, H);
+      this.#linear(x, W.query, W.queryBias, A.q, M, H, H, true);
       this.#loraFwd(plan, l, "query", x, A.q, M, train, stream);
-      this.#linear(x, W.key, W.keyBias, A.k, M, H, H);
+      this.#linear(x, W.key, W.keyBias, A.k, M, H, H, true);
       this.#loraFwd(plan, l, "key", x, A.k, M, train, stream);
-      this.#linear(x, W.value, W.valueBias, A.v, M, H, H);
+      this.#linear(x, W.value, W.valueBias, A.v, M, H, H, true);
       this.#loraFwd(plan, l, "value", x, A.v, M, train, stream);
       gemm(rec, {
         a: A.q,
@@ -635,7 +635,7 @@ export class RobertaModel {
         strideB: tok,
         strideC: tok,
       });
-      this.#linear(A.ctx, W.attnOut, W.attnOutBias, plan.proj, M, H, H);
+      this.#linear(A.ctx, W.attnOut, W.attnOutBias, plan.proj, M, H, H, true);
       this.#loraFwd(plan, l, "attention.output.dense", A.ctx, plan.proj, M, train, stream);
       const o = this.#dropoutOrNot(
         train,
@@ -657,10 +657,10 @@ export class RobertaModel {
         cols: H,
         eps: cfg.layerNormEps,
       });
-      this.#linear(A.a, W.inter, W.interBias, A.u, M, I, H);
+      this.#linear(A.a, W.inter, W.interBias, A.u, M, I, H, true);
       this.#loraFwd(plan, l, "intermediate.dense", A.a, A.u, M, train, stream);
       gelu(rec, { x: A.u, y: A.g, n: M * I });
-      this.#linear(A.g, W.out, W.outBias, plan.proj, M, H, I);
+      this.#linear(A.g, W.out, W.outBias, plan.proj, M, H, I, true);
       this.#loraFwd(plan, l, "output.dense", A.g, plan.proj, M, train, stream);
       const f = this.#dropoutOrNot(
         train,
