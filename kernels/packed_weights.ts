@@ -13,6 +13,7 @@
  */
 import type { Gpu } from "./device.ts";
 import type { PackedOperand } from "./gemm_texture.ts";
+import { rgba32Texture } from "./texture_stage.ts";
 
 /** One packed operand: its texture (width = rows of op(B)ᵀ, height = ceil(k/4)) and view. */
 interface PackedEntry {
@@ -83,13 +84,11 @@ export class PackedWeightCache {
     }
     const width = op.rows, height = Math.ceil(k / 4), bytes = 16 * width * height;
     if (this.#bytes + bytes > this.budgetBytes) return null;
-    const tex = this.gpu.device.createTexture({
-      label: `packed ${op.buf.label} ${key}`,
-      size: [width, height],
-      format: "rgba32float",
-      usage: GPUTextureUsage.STORAGE_BINDING,
-    });
-    const entry = { tex, view: tex.createView(), bytes, stale: false };
+    const entry = {
+      ...rgba32Texture(this.gpu, `packed ${op.buf.label} ${key}`, width, height),
+      bytes,
+      stale: false,
+    };
     let perBuf = this.#entries.get(op.buf);
     if (!perBuf) this.#entries.set(op.buf, perBuf = new Map());
     perBuf.set(key, entry);

@@ -32,6 +32,20 @@ export interface CachedTexture {
   view: GPUTextureView;
 }
 
+/**
+ * A new rgba32float texture (storage binding and copy destination) of width × height texels with its one view:
+ * the one place that makes the textures of the staging, the GEMM packing and the packed frozen weights.
+ */
+export function rgba32Texture(gpu: Gpu, label: string, width: number, height: number): CachedTexture {
+  const tex = gpu.device.createTexture({
+    label,
+    size: [width, height],
+    format: "rgba32float",
+    usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
+  });
+  return { tex, view: tex.createView() };
+}
+
 const cache = new WeakMap<Gpu, Map<string, CachedTexture>>();
 /**
  * Textures replaced by larger ones. They stay referenced (and are not destroyed: commands recorded but not yet
@@ -62,14 +76,8 @@ export function cachedTexture(
   if (!perGpu) cache.set(gpu, perGpu = new Map());
   const have = perGpu.get(role);
   if (have && have.tex.width >= width && have.tex.height >= height) return have;
-  const tex = gpu.device.createTexture({
-    label: role,
-    size: allocate(have?.tex),
-    format: "rgba32float",
-    usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
-  });
+  const made = rgba32Texture(gpu, role, ...allocate(have?.tex));
   if (have) retired.push(have);
-  const made = { tex, view: tex.createView() };
   perGpu.set(role, made);
   return made;
 }
