@@ -234,8 +234,8 @@ async function main(): Promise<void> {
   const list = (flag: "seeds" | "gammas", fallback: number[]): number[] => {
     const raw = v[flag];
     if (raw === undefined) return fallback;
-    const xs = raw.split(",").map(Number);
-    if (xs.length === 0 || xs.some((x) => !Number.isFinite(x))) {
+    const parts = raw.split(","), xs = parts.map(Number);
+    if (parts.some((p) => p.trim() === "") || xs.some((x) => !Number.isFinite(x))) {
       console.error(`minilm_glue: --${flag} must be comma-separated numbers, got "${raw}"`);
       Deno.exit(2);
     }
