@@ -1,10 +1,12 @@
 /**
  * Evaluation of the global model on a set of encoded examples: logits in evaluation mode (no dropout, no
  * masks), the task's metrics (a scoring function passed in) and the mean loss (cross-entropy, or MSE for regression).
+ * Batches are cut from the examples sorted by length, so each pads little; the logits go back in data order.
  * @module
  */
 import type { RobertaModel } from "../model/roberta.ts";
 import { type EncodedExample, makeBatch } from "../model/batch.ts";
+import { lengthSortedOrder } from "./batching.ts";
 
 /** Metrics and loss of the model on `data`. */
 export async function evaluate(
@@ -17,10 +19,11 @@ export async function evaluate(
   const L = model.numLabels;
   const logits = new Float32Array(data.length * L);
   model.setMasks(undefined);
+  const order = lengthSortedOrder(data.map((e) => e.ids.length));
   for (let s = 0; s < data.length; s += batchSize) {
-    const idx = Array.from({ length: Math.min(batchSize, data.length - s) }, (_, i) => s + i);
-    const b = makeBatch(data, idx, padId);
-    logits.set(await model.forward(b, { train: false }), s * L);
+    const idx = order.slice(s, s + batchSize);
+    const z = await model.forward(makeBatch(data, idx, padId), { train: false });
+    idx.forEach((i, row) => logits.set(z.subarray(row * L, row * L + L), i * L));
   }
   const labels = data.map((e) => e.label);
   let loss = 0;

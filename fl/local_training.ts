@@ -1,21 +1,27 @@
 /**
  * One device's local training in one round: fresh AdamW, linear warm-up then linear decay to 0 over the
- * round's steps (Hugging Face's `get_linear_schedule_with_warmup`), data order drawn from
- * (seed, round, device, epoch), dropout masks from (seed, round, device, step).
+ * round's steps (Hugging Face's `get_linear_schedule_with_warmup`), batches from `roundBatches` (data order
+ * drawn from (seed, round, device, epoch)), dropout masks from (seed, round, device, step).
  * @module
  */
-import { hashKey, KeyedRandom, Purpose } from "../kernels/rng.ts";
+import { hashKey } from "../kernels/rng.ts";
 import type { ModuleMasks, RobertaModel } from "../model/roberta.ts";
 import { type EncodedExample, makeBatch } from "../model/batch.ts";
 import type { StepProfiler } from "../kernels/profiler.ts";
+import { roundBatches } from "./batching.ts";
 
 /** Settings of one device's round. */
 export interface LocalTrainingOptions {
   seed: number;
   round: number;
   device: number;
+  /** Passes over the data per round (when `steps` is null or absent). */
   epochs: number;
+  /** Optimiser steps per round instead of full passes (see `roundBatches`); null or absent: `epochs` passes. */
+  steps?: number | null;
   batch: number;
+  /** Batch examples of similar length together (less padding; see `roundBatches`). */
+  groupByLength?: boolean;
   lr: number;
   warmupRatio: number;
   weightDecay: number;
@@ -38,11 +44,6 @@ export function linearScheduleFactor(s: number, total: number, warmup: number): 
   return Math.max(0, (total - s) / Math.max(1, total - warmup));
 }
 
-/** Number of optimiser steps of a round: epochs × ⌈N / batch⌉ (the last batch of an epoch may be short). */
-export function stepsPerRound(n: number, epochs: number, batch: number): number {
-  return epochs * Math.ceil(n / batch);
-}
-
 /**
  * Trains the model's current adapter on `data` (this device's examples); returns the mean training loss.
  * The adapter stays on the device; the caller reads it back once at the end of the round.
@@ -56,43 +57,48 @@ export async function trainLocal(
   if (data.length === 0) throw new Error(`device ${o.device} has no training examples`);
   model.resetOptimizer();
   model.setMasks(o.masks);
-  const total = stepsPerRound(data.length, o.epochs, o.batch);
+  const batches = roundBatches(data.map((e) => e.ids.length), {
+    seed: o.seed,
+    round: o.round,
+    device: o.device,
+    epochs: o.epochs,
+    steps: o.steps ?? null,
+    batch: o.batch,
+    groupByLength: o.groupByLength ?? false,
+  });
+  const total = batches.length;
   const warmup = Math.ceil(o.warmupRatio * total);
   let step = 0, lossSum = 0, tokens = 0;
-  for (let epoch = 0; epoch < o.epochs; epoch++) {
-    const order = Array.from({ length: data.length }, (_, i) => i);
-    new KeyedRandom([o.seed, Purpose.data, o.round, o.device, epoch]).shuffle(order);
-    for (let start = 0; start < order.length; start += o.batch) {
-      const batch = makeBatch(data, order.slice(start, start + o.batch), padId);
-      const options = {
-        lr: o.lr * linearScheduleFactor(step, total, warmup),
-        step: step + 1,
-        weightDecay: o.weightDecay,
-        freezeA: o.freezeA,
-        dropoutStream: hashKey(o.round, o.device, step),
-      };
-      let loss: number;
-      if (o.profiler) {
-        const rec = model.recorder;
-        o.profiler.beforeStep(rec);
-        try {
-          loss = await model.trainStep(batch, options);
-        } catch (e) {
-          await o.profiler.afterStep(rec, true);
-          throw e;
-        }
-        await o.profiler.afterStep(rec);
-      } else {
+  for (const indices of batches) {
+    const batch = makeBatch(data, indices, padId);
+    const options = {
+      lr: o.lr * linearScheduleFactor(step, total, warmup),
+      step: step + 1,
+      weightDecay: o.weightDecay,
+      freezeA: o.freezeA,
+      dropoutStream: hashKey(o.round, o.device, step),
+    };
+    let loss: number;
+    if (o.profiler) {
+      const rec = model.recorder;
+      o.profiler.beforeStep(rec);
+      try {
         loss = await model.trainStep(batch, options);
+      } catch (e) {
+        await o.profiler.afterStep(rec, true);
+        throw e;
       }
-      if (!Number.isFinite(loss)) {
-        throw new Error(`device ${o.device}, round ${o.round}, step ${step}: training loss is ${loss}`);
-      }
-      lossSum += loss;
-      tokens += batch.tokens;
-      step++;
-      o.onStep?.(step, total, loss);
+      await o.profiler.afterStep(rec);
+    } else {
+      loss = await model.trainStep(batch, options);
     }
+    if (!Number.isFinite(loss)) {
+      throw new Error(`device ${o.device}, round ${o.round}, step ${step}: training loss is ${loss}`);
+    }
+    lossSum += loss;
+    tokens += batch.tokens;
+    step++;
+    o.onStep?.(step, total, loss);
   }
   return { meanLoss: lossSum / step, steps: step, tokens };
 }

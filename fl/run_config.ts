@@ -22,8 +22,15 @@ export interface RunConfig {
   devices: number;
   /** Communication rounds. */
   rounds: number;
-  /** Local epochs per round. */
+  /** Local epochs per round (when `localSteps` is null). */
   localEpochs: number;
+  /**
+   * Optimiser steps per round instead of `localEpochs` full passes: each round a device takes this many batches
+   * from fresh shuffles of its data, pass after pass as needed (null = full passes).
+   */
+  localSteps: number | null;
+  /** Batch examples of similar length together within a round (less padding; Hugging Face's `group_by_length`). */
+  groupByLength: boolean;
   /** Local batch size. */
   batch: number;
   /** Evaluation batch size. */
@@ -93,6 +100,8 @@ export const DEFAULT_RUN: Readonly<RunConfig> = {
   devices: 3,
   rounds: 5,
   localEpochs: 3,
+  localSteps: null,
+  groupByLength: false,
   batch: 64,
   evalBatch: 64,
   lr: 1e-3,
@@ -133,6 +142,8 @@ export const RUN_HELP: Record<keyof RunConfig, string> = {
   devices: "number of simulated devices K",
   rounds: "communication rounds",
   localEpochs: "local epochs per round",
+  localSteps: "optimiser steps per round instead of full local epochs (drawn from fresh shuffles)",
+  groupByLength: "batch training examples of similar length together (less padding)",
   batch: "local batch size",
   evalBatch: "evaluation batch size",
   lr: "peak learning rate (6% warm-up, linear decay per round)",
@@ -268,7 +279,10 @@ export function resolveRunConfig(partial: Partial<RunConfig> & Record<string, un
   } catch (e) {
     fail("split", (e as Error).message);
   }
-  for (const f of ["maxTrain", "maxDev"] as const) {
+  if (typeof c.groupByLength !== "boolean") {
+    fail("groupByLength", `expected true or false, got ${JSON.stringify(c.groupByLength)}`);
+  }
+  for (const f of ["maxTrain", "maxDev", "localSteps"] as const) {
     if (c[f] !== null && !(Number.isInteger(c[f]) && (c[f] as number) >= 1)) {
       fail(f, "expected a positive integer or null");
     }

@@ -88,29 +88,26 @@ export interface GemmArgs {
 }
 
 /**
- * Smallest batch·m·n·k for which {@link gemm} packs operands into textures on CPU adapters (path `"auto"`) for
- * batched products; unbatched ones use {@link TEXTURE_GEMM_MIN_WORK_UNBATCHED}.
+ * Smallest batch·m·n·k for which {@link gemm}'s `"auto"` path packs operands into textures on CPU adapters,
+ * batched or not. Below it the texture path's two packing dispatches cost more than they save. The buffer-fed
+ * kernels loop over k with per-lane scalar loads and give each batch element at least one workgroup, so they
+ * are slow far below the sizes where GEMM throughput matters: measured on llvmpipe (bench/NOTES.md entry 24),
+ * attention at seq 16 (96 × 16×16×32) 12.2 → 0.56 ms, a pooler product 8×384×384 10.6 → 1.4 ms, the classifier's
+ * 8×2×384 2.5 → 0.7 ms; at 4×4×4 or 2×384×8 the buffer kernel is faster by ~0.1–0.2 ms.
  */
-export const TEXTURE_GEMM_MIN_WORK = 2 ** 20;
-
-/**
- * Smallest m·n·k of an unbatched product that takes the texture path on CPU adapters. Lower than the batched
- * threshold so that LoRA's rank-wide products (n = r or k = r, e.g. 224×8×384 for MiniLM) take it too:
- * 1.4–3.5× faster than the buffer kernels there (bench/NOTES.md entry 23).
- */
-export const TEXTURE_GEMM_MIN_WORK_UNBATCHED = 2 ** 17;
+export const TEXTURE_GEMM_MIN_WORK = 2 ** 12;
 
 /** Texture tile for unbatched products at most 16 columns wide (n = r of LoRA): 8 × 4 outputs per invocation. */
 export const NARROW_TEXTURE_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 8, tn: 4 };
 
 /**
  * Whether {@link gemm}'s `"auto"` path takes the texture-fed kernel for a product of this shape on an adapter that
- * `isCpu` (shared with `bench/gemm.ts`, which prints the choice). Needs m > 16; batched products also n > 16.
+ * `isCpu` (shared with `bench/gemm.ts`, which prints the choice): from {@link TEXTURE_GEMM_MIN_WORK} on, and for
+ * batched products only while `gemmAutoOptions.batchedTexture` is on.
  */
 export function autoTexturePath(isCpu: boolean, m: number, n: number, k: number, batches = 1): boolean {
-  if (!isCpu || m <= 16) return false;
-  if (batches === 1) return m * n * k >= TEXTURE_GEMM_MIN_WORK_UNBATCHED;
-  return gemmAutoOptions.batchedTexture && n > 16 && batches * m * n * k >= TEXTURE_GEMM_MIN_WORK;
+  if (!isCpu || batches * m * n * k < TEXTURE_GEMM_MIN_WORK) return false;
+  return batches === 1 || gemmAutoOptions.batchedTexture;
 }
 
 /**

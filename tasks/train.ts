@@ -11,7 +11,7 @@ import { type Experiment, runSweep } from "./sweep.ts";
 
 const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 const FIELDS = Object.keys(DEFAULT_RUN) as (keyof RunConfig)[];
-const BOOL = new Set<keyof RunConfig>(["rslora", "profile"]);
+const BOOL = new Set<keyof RunConfig>(["rslora", "profile", "groupByLength"]);
 
 function usage(): string {
   const lines = [
@@ -44,7 +44,9 @@ function parseValue(field: keyof RunConfig, raw: string | boolean): unknown {
   };
   if (field === "gamma") return s.includes(",") ? s.split(",").map(num) : num(s);
   if (field === "targets") return s.split(",").map((t) => t.trim());
-  if (field === "maxTrain" || field === "maxDev") return s === "none" ? null : num(s);
+  if (field === "maxTrain" || field === "maxDev" || field === "localSteps") {
+    return s === "none" ? null : num(s);
+  }
   if (typeof d === "number" || field === "seed") return num(s);
   return s;
 }

@@ -112,6 +112,10 @@ Deno.test("train: a run killed after round 2 and resumed matches an uninterrupte
       "16",
       "--seed",
       "3",
+      // 3 steps of 16 from each device's 20 examples: rounds span passes; batches grouped by length.
+      "--local-steps",
+      "3",
+      "--group-by-length",
     ];
     const deno = Deno.execPath();
     const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" };
@@ -176,6 +180,8 @@ Deno.test("train: bad flags and config values are clear errors before any work",
     [["--no-such-flag"], /no-such-flag/],
     [["--task", "sst3"], /sst3/],
     [["--merged-model", "maybe"], /config field "mergedModel"/],
+    [["--local-steps", "0"], /config field "localSteps"/],
+    [["--local-steps", "2.5"], /config field "localSteps"/],
   ];
   for (const [args, re] of cases) {
     const out = await new Deno.Command(Deno.execPath(), {

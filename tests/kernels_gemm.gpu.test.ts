@@ -272,7 +272,7 @@ Deno.test("gemm: texture-fed path (CPU adapters' large products), forced on ragg
   await runCase({ m: 37, n: 70, k: 21, transB: true, bias: true, path: "texture", textureTile: odd }, ++seed);
   await runCase({ m: 300, n: 20, k: 9, transA: true, path: "texture" }, ++seed);
   // The narrow tile of LoRA's rank-wide products (n <= 16), forced and as "auto" picks it on CPU adapters
-  // (300×8×70 >= TEXTURE_GEMM_MIN_WORK_UNBATCHED: two packings and the GEMM; one buffer kernel on GPUs).
+  // (300×8×70 >= TEXTURE_GEMM_MIN_WORK: two packings and the GEMM; one buffer kernel on GPUs).
   for (const [transA, transB] of [[false, false], [true, true]]) {
     await runCase(
       { m: 45, n: 5, k: 19, transA, transB, path: "texture", textureTile: NARROW_TEXTURE_TILE },
@@ -280,12 +280,21 @@ Deno.test("gemm: texture-fed path (CPU adapters' large products), forced on ragg
     );
   }
   const gpu = await getGpu();
+  ok(autoTexturePath(true, 300, 8, 70) && !autoTexturePath(false, 300, 8, 70));
+  // Small products from TEXTURE_GEMM_MIN_WORK on, however few rows: a pooler's 8×384×384, the head's 8×2×384.
   ok(
-    autoTexturePath(true, 300, 8, 70) && !autoTexturePath(false, 300, 8, 70) &&
-      !autoTexturePath(true, 16, 8, 4096),
+    autoTexturePath(true, 8, 384, 384) && autoTexturePath(true, 8, 2, 384) &&
+      autoTexturePath(true, 1, 64, 64),
+  );
+  ok(
+    !autoTexturePath(true, 4, 4, 4) && !autoTexturePath(true, 2, 8, 255) &&
+      !autoTexturePath(false, 8, 2, 384),
   );
   await runCase({ m: 300, n: 8, k: 70, alpha: 0.5, accumulate: true, dispatches: gpu.isCpu ? 3 : 1 }, ++seed);
   await runCase({ m: 300, n: 70, k: 8, transB: true, dispatches: gpu.isCpu ? 3 : 1 }, ++seed);
+  await runCase({ m: 8, n: 2, k: 383, transB: true, bias: true, dispatches: gpu.isCpu ? 3 : 1 }, ++seed);
+  await runCase({ m: 3, n: 130, k: 33, transA: true, dispatches: gpu.isCpu ? 3 : 1 }, ++seed);
+  await runCase({ m: 4, n: 4, k: 4, dispatches: 1 }, ++seed);
 });
 
 Deno.test("gemm: texture-fed path on batched products (attention shapes, transposes, chunks)", async () => {
@@ -373,8 +382,20 @@ Deno.test("gemm: texture-fed path on batched products (attention shapes, transpo
       path: "texture",
     }, ++seed);
   }
-  // Batches that do not fit one packed texture take several chunks (rows of At, then rows of Bt, overflow).
+  // "auto" takes it for attention at short sequences too (24 × 5×5×16 >= TEXTURE_GEMM_MIN_WORK).
   const gpu = await getGpu();
+  await runCase({
+    m: 5,
+    n: 5,
+    k: 16,
+    transB: true,
+    batch: [4, 6],
+    strideA: [6 * 80, 80],
+    strideB: [6 * 80, 80],
+    strideC: [6 * 25, 25],
+    dispatches: gpu.isCpu ? 3 : 1,
+  }, ++seed);
+  // Batches that do not fit one packed texture take several chunks (rows of At, then rows of Bt, overflow).
   const byRows = { m: 300, n: 9, k: 6, batch: [7, 9] as [number, number] };
   ok(textureGemmChunk(gpu, byRows.m, byRows.k, 63) < 63, "the m = 300 case must need more than one chunk");
   await runCase({
