@@ -16,4 +16,11 @@ if (!name || !(name in BENCHES)) {
   Deno.exit(name ? 2 : 0);
 }
 const mod = await import(BENCHES[name].file);
-await mod.run(rest);
+try {
+  await mod.run(rest);
+} catch (e) {
+  // A benchmark's own input errors ("bench <name>: …") say what to do: no stack trace. Anything else is a bug.
+  if (!(e instanceof Error && e.message.startsWith(`bench ${name}:`))) throw e;
+  console.error(e.message);
+  Deno.exit(2);
+}

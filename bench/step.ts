@@ -145,24 +145,38 @@ interface StepArgs {
   packedWeights: number | null;
 }
 
-function parseStepArgs(args: string[]): StepArgs {
-  const { values } = parseArgs({
-    args,
-    options: {
-      preset: { type: "string", default: "base" },
-      model: { type: "string" },
-      batch: { type: "string", default: "8" },
-      seq: { type: "string", default: "128" },
-      steps: { type: "string", default: "3" },
-      targets: { type: "string", default: "query,value" },
-      rank: { type: "string", default: "8" },
-      "no-torch": { type: "boolean", default: false },
-      "no-batched-texture": { type: "boolean", default: false },
-      "forward-only": { type: "boolean", default: false },
-      "compare-batched-texture": { type: "boolean", default: false },
-      "packed-weights": { type: "string" },
-    },
-  });
+const STEP_OPTIONS = {
+  preset: { type: "string", default: "base" },
+  model: { type: "string" },
+  batch: { type: "string", default: "8" },
+  seq: { type: "string", default: "128" },
+  steps: { type: "string", default: "3" },
+  targets: { type: "string", default: "query,value" },
+  rank: { type: "string", default: "8" },
+  "no-torch": { type: "boolean", default: false },
+  "no-batched-texture": { type: "boolean", default: false },
+  "forward-only": { type: "boolean", default: false },
+  "compare-batched-texture": { type: "boolean", default: false },
+  "packed-weights": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const STEP_USAGE = "usage: deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] " +
+  "[--steps N] [--targets query,value] [--rank R] [--no-torch] [--no-batched-texture] [--forward-only] " +
+  "[--packed-weights MIB] [--compare-batched-texture] (see bench/step.ts)";
+
+function parseStepArgs(args: string[]): StepArgs | null {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: STEP_OPTIONS });
+  } catch (e) {
+    throw new Error(`bench step: ${(e as Error).message}\n${STEP_USAGE}`);
+  }
+  if (parsed.values.help) {
+    console.log(STEP_USAGE);
+    return null;
+  }
+  const { values } = parsed;
   if (!(PRESET_NAMES as readonly string[]).includes(values.preset)) {
     throw new Error(`bench step: --preset must be one of ${PRESET_NAMES.join(", ")}, got "${values.preset}"`);
   }
@@ -280,6 +294,7 @@ export async function runTorchBaseline(args: string[]): Promise<TorchResult | st
  */
 export async function run(args: string[]): Promise<void> {
   const a = parseStepArgs(args);
+  if (a === null) return;
   gemmAutoOptions.batchedTexture = a.batchedTexture;
   let dir = a.model;
   if (dir === null) {
