@@ -300,11 +300,11 @@ export class RobertaModel {
   }
 
   /** The head's dense layer before tanh: RoBERTa's trainable one, or BERT's frozen pooler. */
-  get #headDense(): { w: GPUBuffer; b: GPUBuffer } {
+  get #headDense(): { w: GPUBuffer; b: GPUBuffer; frozen: boolean } {
     const h = this.head, p = this.base.pooler;
-    if (h.denseW && h.denseB) return { w: h.denseW.param, b: h.denseB.param };
+    if (h.denseW && h.denseB) return { w: h.denseW.param, b: h.denseB.param, frozen: false };
     if (!p) throw new Error("model has neither a trainable head dense layer nor a pooler");
-    return { w: p.weight, b: p.bias };
+    return { w: p.weight, b: p.bias, frozen: true };
   }
 
   /** The recorder (for attaching a profiler). */
@@ -696,7 +696,7 @@ export class RobertaModel {
       this.#key(stream, Lh, SITE.cls),
     );
     const dense = this.#headDense;
-    this.#linear(clsIn, dense.w, dense.b, plan.pre, B, H, H, false);
+    this.#linear(clsIn, dense.w, dense.b, plan.pre, B, H, H, dense.frozen);
     tanhForward(rec, { x: plan.pre, y: plan.pooled, n: B * H });
     const pooledIn = this.#dropoutOrNot(
       train,
@@ -793,7 +793,9 @@ export class RobertaModel {
       gemm(rec, { a: plan.dPre, b: clsIn, c: hd.denseW.grad, m: H, n: H, k: B, transA: true });
       sumRows(rec, { x: plan.dPre, out: hd.denseB.grad, rows: B, cols: H });
     }
-    gemm(rec, { a: plan.dPre, b: this.#headDense.w, c: plan.dClsDropped, m: B, n: H, k: H });
+    const dense = this.#headDense;
+    if (dense.frozen) this.#backThroughWeight(plan.dPre, dense.w, plan.dClsDropped, B, H, H);
+    else gemm(rec, { a: plan.dPre, b: dense.w, c: plan.dClsDropped, m: B, n: H, k: H });
     let dCls = plan.dClsDropped;
     if (train && this.#clsDropout > 0) {
       dropoutBackward(rec, {

@@ -96,6 +96,15 @@ const CASES: {
     lengths: [[2, 3], [5, 1]],
     seqLen: 9,
   },
+  {
+    // 17 × 16 × 16 >= TEXTURE_GEMM_MIN_WORK: on CPU adapters the frozen pooler's products (forward and dX) take
+    // the texture GEMM with its packed weight.
+    name: "17 pairs, the pooler on the texture GEMM",
+    numLabels: 2,
+    lora: { r: 2, alpha: 4, targets: ["query", "value"] },
+    lengths: Array.from({ length: 17 }, (_, i) => [1 + (i % 4), i % 3] as [number, number]),
+    seqLen: 8,
+  },
 ];
 
 for (const c of CASES) {
