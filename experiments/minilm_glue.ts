@@ -5,8 +5,10 @@
  * and FFA-LoRA at γ = 0 and at the γ whose mean best dev metric was highest, each over several seeds.
  *
  * Every setting of a task is fixed in {@link TASKS} below, so this file is the whole experiment: the same seeds,
- * model and data give the same numbers on the same backend. Runs are sized for 2 CPU cores through llvmpipe
- * (small federated training sets, which is also where overfitting and so dropout matter).
+ * model and data give the same numbers on the same backend. Runs are sized for 2 CPU cores through llvmpipe:
+ * SST-2 spreads 2400 training examples over the devices and gives each round a budget of local steps (fresh
+ * examples every round, little chance to overfit); MRPC trains several epochs on 48 pairs (overfits quickly,
+ * which is where dropout should matter).
  *
  * Outputs under `runs/minilm_glue/<task>/`: one run folder per (aggregator, γ, seed) with the usual files,
  * `results.csv` and `results.md` (per aggregator and γ: final and best dev metric, final train metric, train/dev
