@@ -93,7 +93,8 @@ export interface GemmArgs {
  * kernels loop over k with per-lane scalar loads and give each batch element at least one workgroup, so they
  * are slow far below the sizes where GEMM throughput matters: measured on llvmpipe (bench/NOTES.md entry 24),
  * attention at seq 16 (96 × 16×16×32) 12.2 → 0.56 ms, a pooler product 8×384×384 10.6 → 1.4 ms, the classifier's
- * 8×2×384 2.5 → 0.7 ms; at 4×4×4 or 2×384×8 the buffer kernel is faster by ~0.1–0.2 ms.
+ * 8×2×384 2.5 → 0.7 ms. The buffer kernel stays ~0.1 ms faster at 4×4×4 (below the threshold), and is ~0.2 ms
+ * faster at 2×384×8 (above it; not worth a rule of its own).
  */
 export const TEXTURE_GEMM_MIN_WORK = 2 ** 12;
 
