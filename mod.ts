@@ -80,7 +80,7 @@ export { applyReturnedEntries, downlinkBytes, resetDropped, uplinkBytes } from "
 export { DEFAULT_RUN, resolveRunConfig, type RunConfig } from "./fl/run_config.ts";
 export { runRounds } from "./fl/federation.ts";
 export { linearScheduleFactor, trainLocal } from "./fl/local_training.ts";
-export { lengthSortedOrder, type RoundBatchOptions, roundBatches } from "./fl/batching.ts";
+export { lengthSortedOrder, roundBatches, type RoundBatchOptions } from "./fl/batching.ts";
 export { readMetrics, RunLog, summarizeRun } from "./fl/run_log.ts";
 
 export { DEFAULT_DATA_DIR, type GlueExample, readGlueSplit } from "./tasks/glue.ts";

@@ -161,7 +161,8 @@ const STEP_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-const STEP_USAGE = "usage: deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] " +
+const STEP_USAGE =
+  "usage: deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] " +
   "[--steps N] [--targets query,value] [--rank R] [--no-torch] [--no-batched-texture] [--forward-only] " +
   "[--packed-weights MIB] [--compare-batched-texture] (see bench/step.ts)";
 
