@@ -8,20 +8,10 @@ import type { EncoderConfigLike } from "../model/reference.ts";
 import { type EncodedExample, makeBatch } from "../model/batch.ts";
 import { evaluate } from "../fl/evaluate.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
-import { randomAdapter, writeTinyModel } from "./model_fixture.ts";
+import { randomAdapter, TINY_ROBERTA, writeTinyModel } from "./model_fixture.ts";
 import { relErr } from "./util.ts";
 
-const CFG: EncoderConfigLike = {
-  hiddenSize: 16,
-  numLayers: 2,
-  numHeads: 2,
-  intermediateSize: 24,
-  layerNormEps: 1e-5,
-  padTokenId: 1,
-  vocabSize: 60,
-  maxPositionEmbeddings: 40,
-  typeVocabSize: 1,
-};
+const CFG: EncoderConfigLike = TINY_ROBERTA;
 
 Deno.test("evaluate: length-sorted batches give the loss and predictions of one forward per example", async () => {
   const dir = await writeTinyModel(CFG, 4);

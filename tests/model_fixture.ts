@@ -8,6 +8,19 @@ import { writeSafetensors } from "../model/safetensors.ts";
 import type { RobertaModel } from "../model/roberta.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 
+/** A tiny random RoBERTa's encoder constants (2 layers, hidden 16): the model tests' default. */
+export const TINY_ROBERTA: EncoderConfigLike = {
+  hiddenSize: 16,
+  numLayers: 2,
+  numHeads: 2,
+  intermediateSize: 24,
+  layerNormEps: 1e-5,
+  padTokenId: 1,
+  vocabSize: 60,
+  maxPositionEmbeddings: 40,
+  typeVocabSize: 1,
+};
+
 /** Seeded random values in [-0.3, 0.3) for every adapter tensor (LoRA A, B too, and the head). */
 export function randomAdapter(model: RobertaModel, seed: number, key = 7): Map<string, Float32Array> {
   const r = new KeyedRandom([seed, Purpose.test, key]);

@@ -10,20 +10,10 @@ import type { LoraSettings } from "../model/names.ts";
 import { writeSafetensors } from "../model/safetensors.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 import { assertClose, randomF32 } from "./util.ts";
-import { hfConfig, randomAdapter, randomMasks, writeTinyModel } from "./model_fixture.ts";
+import { hfConfig, randomAdapter, randomMasks, TINY_ROBERTA, writeTinyModel } from "./model_fixture.ts";
 import { getGpu } from "../kernels/device.ts";
 
-const CFG: EncoderConfigLike = {
-  hiddenSize: 16,
-  numLayers: 2,
-  numHeads: 2,
-  intermediateSize: 24,
-  layerNormEps: 1e-5,
-  padTokenId: 1,
-  vocabSize: 60,
-  maxPositionEmbeddings: 40,
-  typeVocabSize: 1,
-};
+const CFG: EncoderConfigLike = TINY_ROBERTA;
 
 /** Writes a tiny random model folder; returns it and the base weights (float64 copies of what was written). */
 async function tinyModel(
