@@ -30,14 +30,14 @@ export interface RoundBatchOptions {
 
 /**
  * Indices of the examples of every step of a round (in step order). Every batch has `batch` examples except
- * the last of a pass that uses all the data, which holds the rest. Without `groupByLength` and with `steps`
- * null, the batches are consecutive slices of each pass's shuffle.
+ * one in each pass that uses all the data, which holds the rest (the pass's last batch without grouping).
+ * Without `groupByLength` and with `steps` null, the batches are consecutive slices of each pass's shuffle.
  *
  * @example
  * ```ts
  * const lengths = [12, 5, 40, 7, 9];
  * const steps = roundBatches(lengths, { seed: 0, round: 0, device: 1, epochs: 2, steps: null, batch: 2, groupByLength: true });
- * // 6 steps: 3 per pass, the last of each pass with one example
+ * // 6 steps: 3 per pass, one of each pass with a single example
  * ```
  */
 export function roundBatches(lengths: readonly number[], o: RoundBatchOptions): number[][] {
