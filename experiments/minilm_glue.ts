@@ -82,7 +82,7 @@ export const TASKS: Record<string, TaskSettings> = {
     ...COMMON,
     task: "sst2",
     rounds: 3,
-    localEpochs: 1,
+    localEpochs: 1, // not used: localSteps sets the round's length
     localSteps: 16,
     lr: 1e-2,
     maxTrain: 2400,

@@ -445,7 +445,10 @@ export class RobertaModel {
     gemm(this.#rec, { a: x, b: w, c: y, bias, m, n: nOut, k: nIn, transB: true, packedB });
   }
 
-  /** dX (+)= dY·w for a frozen base weight w [nOut, nIn] (its packed texture may be kept, {@link #packed}). */
+  /**
+   * dX (+)= dY·w for a weight w [nOut, nIn]; a `frozen` one's packed texture may be kept ({@link #packed}), as in
+   * {@link #linear}.
+   */
   #backThroughWeight(
     dY: GPUBuffer,
     w: GPUBuffer,
@@ -453,9 +456,11 @@ export class RobertaModel {
     m: number,
     nIn: number,
     nOut: number,
+    frozen: boolean,
     accumulate = false,
   ): void {
-    gemm(this.#rec, { a: dY, b: w, c: dX, m, n: nIn, k: nOut, accumulate, packedB: this.#packed });
+    const packedB = frozen ? this.#packed : undefined;
+    gemm(this.#rec, { a: dY, b: w, c: dX, m, n: nIn, k: nOut, accumulate, packedB });
   }
 
   #module(layer: number, target: LoraTarget): AdaptedModule | undefined {
@@ -794,8 +799,7 @@ export class RobertaModel {
       sumRows(rec, { x: plan.dPre, out: hd.denseB.grad, rows: B, cols: H });
     }
     const dense = this.#headDense;
-    if (dense.frozen) this.#backThroughWeight(plan.dPre, dense.w, plan.dClsDropped, B, H, H);
-    else gemm(rec, { a: plan.dPre, b: dense.w, c: plan.dClsDropped, m: B, n: H, k: H });
+    this.#backThroughWeight(plan.dPre, dense.w, plan.dClsDropped, B, H, H, dense.frozen);
     let dCls = plan.dClsDropped;
     if (train && this.#clsDropout > 0) {
       dropoutBackward(rec, {
@@ -827,10 +831,10 @@ export class RobertaModel {
         l,
         SITE.ffnOut,
       );
-      this.#backThroughWeight(df, W.out, plan.dG, M, I, H);
+      this.#backThroughWeight(df, W.out, plan.dG, M, I, H, true);
       this.#loraBwd(plan, l, "output.dense", df, A.g, plan.dG, M, train, stream);
       geluBackward(rec, { x: A.u, dy: plan.dG, dx: plan.dU, n: M * I });
-      this.#backThroughWeight(plan.dU, W.inter, plan.dA, M, H, I);
+      this.#backThroughWeight(plan.dU, W.inter, plan.dA, M, H, I, true);
       this.#loraBwd(plan, l, "intermediate.dense", plan.dU, A.a, plan.dA, M, train, stream);
       addInPlace(rec, { x: plan.dS, y: plan.dA, n: M * H });
       // a = LN1(s1), s1 = x + drop(o)
@@ -847,7 +851,7 @@ export class RobertaModel {
         l,
         SITE.attnOut,
       );
-      this.#backThroughWeight(dO, W.attnOut, plan.dCtx, M, H, H);
+      this.#backThroughWeight(dO, W.attnOut, plan.dCtx, M, H, H, true);
       this.#loraBwd(plan, l, "attention.output.dense", dO, A.ctx, plan.dCtx, M, train, stream);
       // attention
       const attnDrop = train && this.rates.attention > 0;
@@ -933,7 +937,7 @@ export class RobertaModel {
       if (dX) {
         rec.copy(plan.dS, 0, dX, 0, M * H * 4);
         for (const [dY, wt] of [[plan.dQ, W.query], [plan.dK, W.key], [plan.dV, W.value]]) {
-          this.#backThroughWeight(dY, wt, dX, M, H, H, true);
+          this.#backThroughWeight(dY, wt, dX, M, H, H, true, true);
         }
       }
       this.#loraBwd(plan, l, "query", plan.dQ, x, dX, M, train, stream);

@@ -4,14 +4,13 @@
  */
 import { deepStrictEqual, ok } from "node:assert/strict";
 import { RobertaModel } from "../model/roberta.ts";
-import type { EncoderConfigLike } from "../model/reference.ts";
 import { type EncodedExample, makeBatch } from "../model/batch.ts";
 import { evaluate } from "../fl/evaluate.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 import { randomAdapter, TINY_ROBERTA, writeTinyModel } from "./model_fixture.ts";
 import { relErr } from "./util.ts";
 
-const CFG: EncoderConfigLike = TINY_ROBERTA;
+const CFG = TINY_ROBERTA;
 
 Deno.test("evaluate: length-sorted batches give the loss and predictions of one forward per example", async () => {
   const dir = await writeTinyModel(CFG, 4);
