@@ -1,8 +1,16 @@
 /**
- * `deno task bench gemm [--reps N] [--no-numpy] [--no-ts] [--attention-only] [--attention-shape B,heads,T,d]`: the WGSL GEMM on the projection shapes of
- * roberta-large (y = x·Wᵀ, sizes given as M×K×N: M tokens, K input features, N output features) and on the
- * LoRA shapes (r = 8), against a plain TypeScript triple loop (timed on a block of rows and scaled) and numpy's
- * fp32 matmul (bench/gemm_numpy.py). Also times the masked-LoRA forward and backward kernels.
+ * `deno task bench gemm [--reps N] [--inner N] [--peak-gflops P] [--no-baseline] [--no-ts] [--attention-only]
+ * [--attention-shape B,heads,T,d]`: the WGSL GEMM on the projection shapes of roberta-large (y = x·Wᵀ, sizes
+ * given as M×K×N: M tokens, K input features, N output features) and on the LoRA shapes (r = 8), against a
+ * plain TypeScript triple loop (timed on a block of rows and scaled) and a reference library's fp32 matmul
+ * (bench/gemm_baseline.py): numpy (OpenBLAS) on CPU adapters, torch on CUDA (TF32 off) on GPU adapters, so
+ * that the baseline runs on the same processor as our kernels. Also times the masked-LoRA forward and backward
+ * kernels.
+ *
+ * Each timing records `--inner` products into one command buffer and divides (default 1 on CPU adapters, where
+ * one product takes milliseconds; 20 on GPU adapters, where a single submit and wait would dominate).
+ * `--peak-gflops P` (the card's fp32 peak, e.g. 66900 for an H100 SXM) adds each rate as a share of it.
+ * `--no-numpy` is the old name of `--no-baseline`.
  * @module
  */
 import { getGpu } from "../kernels/device.ts";
@@ -32,12 +40,24 @@ function pattern(n: number, mod: number): Float32Array {
   return a;
 }
 
+/** Milliseconds with three significant digits (CPU adapters take ms per product, GPUs µs). */
+function ms(sec: number): string {
+  const v = sec * 1000;
+  return v >= 100 ? v.toFixed(0) : v.toPrecision(3);
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }
 
-/** Median seconds of `record` + submit + wait for completion, after one warm-up (which compiles). */
+/** Products recorded per timed submit (`--inner`); set by {@link run}. */
+let innerReps = 1;
+
+/**
+ * Median seconds per call of `record`, from timings of `innerReps` calls recorded into one submit plus the wait
+ * for completion, after one warm-up (which compiles).
+ */
 async function timeGpu(device: GPUDevice, rec: Recorder, reps: number, record: () => void): Promise<number> {
   record();
   rec.submit();
@@ -45,10 +65,10 @@ async function timeGpu(device: GPUDevice, rec: Recorder, reps: number, record: (
   const times: number[] = [];
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
-    record();
+    for (let j = 0; j < innerReps; j++) record();
     rec.submit();
     await device.queue.onSubmittedWorkDone();
-    times.push((performance.now() - t0) / 1000);
+    times.push((performance.now() - t0) / 1000 / innerReps);
   }
   return median(times);
 }
@@ -73,40 +93,49 @@ function tsLoop(
   return (performance.now() - t0) / 1000;
 }
 
-async function findPython(): Promise<string | null> {
-  for (const py of ["/usr/bin/python3", "python3"]) {
-    try {
-      const out = await new Deno.Command(py, { args: ["-c", "import numpy"], stdout: "null", stderr: "null" })
-        .output();
-      if (out.success) return py;
-    } catch {
-      // not installed: try the next one
-    }
-  }
-  return null;
+/** The baseline's GFLOP/s per shape key "M,K,N", with its label. */
+interface BaselineRates {
+  /** "numpy" or "torch-cuda". */
+  label: string;
+  rates: Map<string, number>;
 }
 
-/** numpy GFLOP/s per shape key "M,K,N", or a reason it is unavailable. */
-async function numpyRates(reps: number): Promise<Map<string, number> | string> {
-  const py = await findPython();
-  if (!py) {
-    return "numpy: skipped (neither /usr/bin/python3 nor python3 can import numpy; `apt-get install python3-numpy`)";
-  }
-  const script = new URL("./gemm_numpy.py", import.meta.url).pathname;
+/**
+ * Times the {@link SHAPES} with bench/gemm_baseline.py: numpy on CPU adapters, torch on CUDA on GPU adapters.
+ * Tries `/usr/bin/python3` (Debian's packages) and then `python3` on the PATH; returns the rates of the first
+ * that runs, or why none did.
+ */
+async function baselineRates(isCpu: boolean, reps: number, inner: number): Promise<BaselineRates | string> {
+  const backend = isCpu ? "numpy" : "torch-cuda";
+  const script = new URL("./gemm_baseline.py", import.meta.url).pathname;
   const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" };
-  const out = await new Deno.Command(py, {
-    args: [script, String(reps), ...SHAPES.map((s) => s.join(","))],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) return `numpy: failed (${new TextDecoder().decode(out.stderr).trim().split("\n").pop()})`;
-  const rates = new Map<string, number>();
-  for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
-    const r = JSON.parse(line) as { shape: number[]; gflops: number };
-    rates.set(r.shape.join(","), r.gflops);
+  const reasons: string[] = [];
+  for (const py of ["/usr/bin/python3", "python3"]) {
+    let out: Deno.CommandOutput;
+    try {
+      out = await new Deno.Command(py, {
+        args: [script, backend, String(reps), String(inner), ...SHAPES.map((s) => s.join(","))],
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    } catch {
+      reasons.push(`${py}: not installed`);
+      continue;
+    }
+    if (!out.success) {
+      reasons.push(`${py}: ${new TextDecoder().decode(out.stderr).trim().split("\n").pop()}`);
+      continue;
+    }
+    const rates = new Map<string, number>();
+    for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
+      const r = JSON.parse(line) as { shape: number[]; gflops: number };
+      rates.set(r.shape.join(","), r.gflops);
+    }
+    return { label: backend, rates };
   }
-  return rates;
+  const hint = isCpu ? "apt-get install python3-numpy" : "a Python whose torch sees the CUDA card";
+  return `${backend}: skipped (${reasons.join("; ")}; ${hint})`;
 }
 
 /**
@@ -199,7 +228,7 @@ async function attentionProducts(
     ],
   ];
   const flops = B * nh * 2 * T * T * d;
-  const gf = (sec: number) => `${(sec * 1000).toFixed(1)} ms, ${(flops / sec / 1e9).toFixed(2)} GFLOP/s`;
+  const gf = (sec: number) => `${ms(sec)} ms, ${(flops / sec / 1e9).toFixed(2)} GFLOP/s`;
   for (const [name, n, call] of cases) {
     const t: Record<Path, number> = { buffer: 0, texture: 0, auto: 0 };
     for (const path of ["buffer", "texture", "auto"] as const) {
@@ -223,18 +252,29 @@ async function attentionProducts(
 /** Entry point for `deno task bench gemm`. */
 export async function run(args: string[]): Promise<void> {
   const flag = (name: string) => args.includes(name);
-  const repsAt = args.indexOf("--reps");
-  const reps = repsAt >= 0 ? Number(args[repsAt + 1]) : 5;
+  const numberAfter = (name: string): number | null => {
+    const at = args.indexOf(name);
+    return at >= 0 ? Number(args[at + 1]) : null;
+  };
+  const reps = numberAfter("--reps") ?? 5;
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`bench gemm: --reps needs a positive integer`);
+  const peak = numberAfter("--peak-gflops");
+  if (peak !== null && !(peak > 0)) throw new Error(`bench gemm: --peak-gflops needs a positive number`);
   Deno.env.set("XDG_RUNTIME_DIR", Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp");
   const gpu = await getGpu();
+  innerReps = numberAfter("--inner") ?? (gpu.isCpu ? 1 : 20);
+  if (!Number.isInteger(innerReps) || innerReps < 1) {
+    throw new Error(`bench gemm: --inner needs a positive integer`);
+  }
+  const ofPeak = (gflops: number) => peak === null ? "" : ` (${(100 * gflops / peak).toFixed(1)} % of peak)`;
   const tile = gemmTileFor(gpu);
   console.log(`adapter: ${gpu.describe()}`);
   console.log(
     `gemm tile: ${tile.wx}x${tile.wy} invocations, ${tile.tm}x${tile.tn ?? 4} outputs each (vec4 kernel; ` +
       `${tile.tm}x4 in the scalar one); texture kernel ${TEXTURE_GEMM_TILE.wx}x${TEXTURE_GEMM_TILE.wy} ` +
       `invocations, ${TEXTURE_GEMM_TILE.tm}x${TEXTURE_GEMM_TILE.tn} outputs each; shapes are M×K×N of y = x·Wᵀ ` +
-      `(x [M,K], W [N,K], transB); median of ${reps} after a warm-up`,
+      `(x [M,K], W [N,K], transB); median of ${reps} after a warm-up, ${innerReps} product(s) per submit` +
+      (peak === null ? "" : `; fp32 peak given: ${peak} GFLOP/s`),
   );
   const shapeAt = Deno.args.indexOf("--attention-shape");
   if (flag("--attention-only") || shapeAt >= 0) {
@@ -247,8 +287,10 @@ export async function run(args: string[]): Promise<void> {
     await attentionProducts(new Recorder(gpu), reps, shape);
     return;
   }
-  const numpy = flag("--no-numpy") ? "numpy: skipped (--no-numpy)" : await numpyRates(reps);
-  if (typeof numpy === "string") console.log(numpy);
+  const base = flag("--no-baseline") || flag("--no-numpy")
+    ? "baseline: skipped (--no-baseline)"
+    : await baselineRates(gpu.isCpu, reps, innerReps);
+  if (typeof base === "string") console.log(base);
   const rec = new Recorder(gpu);
   for (const [m, k, n] of SHAPES) {
     const xh = pattern(m * k, 1000), wh = pattern(n * k, 997);
@@ -266,11 +308,11 @@ export async function run(args: string[]): Promise<void> {
       );
     }
     const sec = times.auto, rate = flops / sec / 1e9;
-    let line = `gemm ${m}×${k}×${n}: buffer ${(times.buffer * 1000).toFixed(1)} ms, ${
+    let line = `gemm ${m}×${k}×${n}: buffer ${ms(times.buffer)} ms, ${
       (flops / times.buffer / 1e9).toFixed(2)
-    } GFLOP/s | auto (${autoPath(gpu.isCpu, m, n, k)}) ${(sec * 1000).toFixed(1)} ms, ${
+    } GFLOP/s${ofPeak(flops / times.buffer / 1e9)} | auto (${autoPath(gpu.isCpu, m, n, k)}) ${ms(sec)} ms, ${
       rate.toFixed(2)
-    } GFLOP/s`;
+    } GFLOP/s${ofPeak(rate)}`;
     if (!flag("--no-ts")) {
       // A block of rows worth ~5e7 FLOP keeps the loop under a second; the full shape would take minutes.
       const rows = Math.min(m, Math.max(1, Math.round(5e7 / (2 * n * k))));
@@ -281,9 +323,11 @@ export async function run(args: string[]): Promise<void> {
         (2 * rows * n * k / tsSec / 1e9).toFixed(2)
       } GFLOP/s (${rows} of ${m} rows, scaled)`;
     }
-    if (typeof numpy !== "string") {
-      const np = numpy.get(`${m},${k},${n}`)!;
-      line += ` | numpy ${np.toFixed(2)} GFLOP/s | ${(rate / np).toFixed(2)}x vs numpy`;
+    if (typeof base !== "string") {
+      const b = base.rates.get(`${m},${k},${n}`)!;
+      line += ` | ${base.label} ${b.toFixed(2)} GFLOP/s${ofPeak(b)} | ${
+        (rate / b).toFixed(2)
+      }x vs ${base.label}`;
     }
     console.log(line);
     for (const b of [x, w, y]) b.destroy();
@@ -310,9 +354,9 @@ export async function run(args: string[]): Promise<void> {
       const aSec = await timeGpu(gpu.device, rec, reps, () => call("auto"));
       const flops = 2 * m * nIn * nOut;
       console.log(
-        `${name}: buffer ${(bSec * 1000).toFixed(1)} ms, ${(flops / bSec / 1e9).toFixed(2)} GFLOP/s | auto ${
-          (aSec * 1000).toFixed(1)
-        } ms, ${(flops / aSec / 1e9).toFixed(2)} GFLOP/s`,
+        `${name}: buffer ${ms(bSec)} ms, ${(flops / bSec / 1e9).toFixed(2)} GFLOP/s | auto ${ms(aSec)} ms, ${
+          (flops / aSec / 1e9).toFixed(2)
+        } GFLOP/s`,
       );
     }
     for (const b of [dy, w, x, dx, dw]) b.destroy();
@@ -346,12 +390,12 @@ export async function run(args: string[]): Promise<void> {
   const bSec = await timeGpu(gpu.device, rec, reps, () => loraBackward(rec, { ...bufs, ...lora }));
   const fFlops = 2 * m * r * (nIn + nOut), bFlops = 2 * m * r * (2 * nOut + 2 * nIn);
   console.log(
-    `loraForward  ${m}×${nIn}→${nOut} r=${r} p=0.1: ${(fSec * 1000).toFixed(1)} ms, ${
+    `loraForward  ${m}×${nIn}→${nOut} r=${r} p=0.1: ${ms(fSec)} ms, ${
       (fFlops / fSec / 1e9).toFixed(2)
     } GFLOP/s`,
   );
   console.log(
-    `loraBackward ${m}×${nIn}→${nOut} r=${r} p=0.1 (dA, dB, dx): ${(bSec * 1000).toFixed(1)} ms, ${
+    `loraBackward ${m}×${nIn}→${nOut} r=${r} p=0.1 (dA, dB, dx): ${ms(bSec)} ms, ${
       (bFlops / bSec / 1e9).toFixed(2)
     } GFLOP/s`,
   );

@@ -1,6 +1,6 @@
 /**
  * `deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N]
- * [--targets query,value] [--rank R] [--no-torch] [--no-batched-texture] [--forward-only] [--packed-weights MIB]
+ * [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] [--no-batched-texture] [--forward-only] [--packed-weights MIB]
  * [--compare-batched-texture]`: wall time of one RoBERTa forward pass (evaluation) and of one training step
  * (forward with dropout, loss, backward, AdamW) on the WebGPU device, with tokens/s, achieved GFLOP/s, submits
  * and dispatches per step, host encoding time, and peak memory (process RSS against the bytes the model must hold).
@@ -25,8 +25,10 @@
  *
  * Then (unless `--no-torch`) the PyTorch float32 baseline `bench/torch_step.py` runs as a subprocess with the
  * same preset, batch, sequence length, targets, rank and step count on the same machine, and the ratios
- * ours/theirs of tokens/s are printed (skipped with a message when `/usr/bin/python3` or torch is missing, or
- * with `--model`, whose shapes the script does not know).
+ * ours/theirs of tokens/s are printed (skipped with a message when no Python with torch is found — see
+ * {@link runTorchBaseline} — or with `--model`, whose shapes the script does not know). `--torch-device` picks
+ * where torch runs: `auto` (default) uses CUDA when our WebGPU adapter is a GPU (the same card on a one-GPU
+ * machine) and the CPU otherwise.
  *
  * ## FLOP count (multiply-adds count 2; element-wise work — LayerNorm, softmax, GELU, dropout, adds — ignored)
  * With M = B·T tokens, hidden H, intermediate I, N layers, labels C, LoRA rank r and, per adapted target,
@@ -138,6 +140,8 @@ interface StepArgs {
   targets: LoraTarget[];
   rank: number;
   torch: boolean;
+  /** Where the PyTorch baseline runs: "auto" = CUDA when our adapter is a GPU, else the CPU. */
+  torchDevice: "auto" | "cpu" | "cuda";
   batchedTexture: boolean;
   forwardOnly: boolean;
   compareBatchedTexture: boolean;
@@ -154,6 +158,7 @@ const STEP_OPTIONS = {
   targets: { type: "string", default: "query,value" },
   rank: { type: "string", default: "8" },
   "no-torch": { type: "boolean", default: false },
+  "torch-device": { type: "string", default: "auto" },
   "no-batched-texture": { type: "boolean", default: false },
   "forward-only": { type: "boolean", default: false },
   "compare-batched-texture": { type: "boolean", default: false },
@@ -163,8 +168,8 @@ const STEP_OPTIONS = {
 
 const STEP_USAGE =
   "usage: deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] " +
-  "[--steps N] [--targets query,value] [--rank R] [--no-torch] [--no-batched-texture] [--forward-only] " +
-  "[--packed-weights MIB] [--compare-batched-texture] (see bench/step.ts)";
+  "[--steps N] [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] " +
+  "[--no-batched-texture] [--forward-only] [--packed-weights MIB] [--compare-batched-texture] (see bench/step.ts)";
 
 function parseStepArgs(args: string[]): StepArgs | null {
   let parsed;
@@ -190,6 +195,10 @@ function parseStepArgs(args: string[]): StepArgs | null {
   };
   const targets = values.targets.split(",").map((t) => t.trim()).filter((t) => t !== "").map(checkLoraTarget);
   if (targets.length === 0) throw new Error("bench step: --targets must name at least one module");
+  const torchDevice = values["torch-device"];
+  if (torchDevice !== "auto" && torchDevice !== "cpu" && torchDevice !== "cuda") {
+    throw new Error(`bench step: --torch-device must be auto, cpu or cuda, got "${torchDevice}"`);
+  }
   return {
     model: values.model ?? null,
     preset: values.preset as PresetName,
@@ -199,6 +208,7 @@ function parseStepArgs(args: string[]): StepArgs | null {
     targets,
     rank: posInt("rank"),
     torch: !values["no-torch"],
+    torchDevice,
     batchedTexture: !values["no-batched-texture"],
     forwardOnly: values["forward-only"],
     compareBatchedTexture: values["compare-batched-texture"],
@@ -234,6 +244,10 @@ export interface TorchResult {
   torch: string;
   /** Threads torch used. */
   threads: number;
+  /** "cpu", or the CUDA card's name (`--device cuda`); absent in output of older scripts. */
+  device?: string;
+  /** Peak bytes torch allocated on the CUDA card (null on the CPU). */
+  peak_device_bytes?: number | null;
   /** Median forward seconds (eval, no_grad). */
   forward_s: number;
   /** Median training-step seconds (forward, loss, backward, AdamW); null with `--forward-only`. */
@@ -244,7 +258,10 @@ export interface TorchResult {
 
 /**
  * Runs the PyTorch fp32 baseline (`bench/torch_step.py`) with the same shapes; returns its parsed JSON line, or
- * a string saying why it was skipped (no /usr/bin/python3, no torch, or the script failed).
+ * a string saying why it was skipped (no Python with torch, no CUDA card for `--device cuda`, or the script
+ * failed). The interpreters tried, in order: `$FEDLODROP_PYTHON` when set, `/usr/bin/python3` (Debian's
+ * python3-torch), then `python3` on the PATH (e.g. a GPU machine's own environment); the first whose torch runs
+ * the script is used.
  *
  * @example
  * ```ts
@@ -253,7 +270,18 @@ export interface TorchResult {
  * ```
  */
 export async function runTorchBaseline(args: string[]): Promise<TorchResult | string> {
-  const py = "/usr/bin/python3";
+  const fromEnv = Deno.env.get("FEDLODROP_PYTHON");
+  const reasons: string[] = [];
+  for (const py of fromEnv ? [fromEnv] : ["/usr/bin/python3", "python3"]) {
+    const r = await torchBaselineWith(py, args);
+    if (typeof r !== "string") return r;
+    reasons.push(`${py}: ${r}`);
+  }
+  return reasons.join("; ");
+}
+
+/** {@link runTorchBaseline} with one interpreter. */
+async function torchBaselineWith(py: string, args: string[]): Promise<TorchResult | string> {
   const script = new URL("./torch_step.py", import.meta.url).pathname;
   let out: Deno.CommandOutput;
   try {
@@ -274,7 +302,9 @@ export async function runTorchBaseline(args: string[]): Promise<TorchResult | st
     return `bench/torch_step.py printed no JSON last line: ${JSON.stringify(lines[lines.length - 1])}`;
   }
   if (typeof last.skipped === "string") {
-    return `${last.skipped}; install it with: apt-get install python3-torch`;
+    return `${last.skipped}${
+      /torch not importable/.test(String(last.skipped)) ? " (apt-get install python3-torch)" : ""
+    }`;
   }
   for (const f of ["forward_s", "step_s", "peak_rss_bytes", "threads"]) {
     if (f === "step_s" && last[f] === null) continue;
@@ -520,6 +550,8 @@ export async function run(args: string[]): Promise<void> {
         model.lora.targets.join(","),
         "--rank",
         String(a.rank),
+        "--device",
+        a.torchDevice === "auto" ? (model.gpu.isCpu ? "cpu" : "cuda") : a.torchDevice,
         ...(step ? [] : ["--forward-only"]),
       ]);
       if (typeof t === "string") {
@@ -531,8 +563,10 @@ export async function run(args: string[]): Promise<void> {
         console.log(
           `torch      forward ${(t.forward_s * 1000).toFixed(1)} ms (${
             (B * T / t.forward_s).toFixed(0)
-          } tokens/s)${tStep}; torch ${t.torch} fp32, ${t.threads} threads, peak RSS ${
-            mib(t.peak_rss_bytes)
+          } tokens/s)${tStep}; torch ${t.torch} fp32, ${
+            t.device && t.device !== "cpu" ? `${t.device} (TF32 off)` : `${t.threads} threads`
+          }, peak RSS ${mib(t.peak_rss_bytes)}${
+            t.peak_device_bytes ? `, peak CUDA allocation ${mib(t.peak_device_bytes)}` : ""
           }`,
         );
         const stepRatio = step && t.step_s !== null

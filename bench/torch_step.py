@@ -1,7 +1,11 @@
-"""PyTorch float32 baseline of `deno task bench step`: the same RoBERTa + LoRA step, in plain torch on the CPU.
+"""PyTorch float32 baseline of `deno task bench step`: the same RoBERTa + LoRA step, in plain torch.
 
 usage: torch_step.py [--preset tiny|base|large] [--batch B] [--seq L] [--steps N] [--targets query,value]
-                     [--rank R] [--threads T] [--seed S]
+                     [--rank R] [--threads T] [--seed S] [--device cpu|cuda]
+
+`--device cuda` runs it on the first CUDA card (for comparing against our kernels on the same card through
+Vulkan), with TF32 switched off for matrix products and convolutions so that it stays true fp32; the times end
+with a host readback (`.tolist()`, `.item()`), which waits for the card.
 
 Builds the network of model/roberta.ts for a preset of model/presets.ts with random weights (no transformers
 package needed): RoBERTa embeddings (word + position, positions from pad id + 1, + token type, LayerNorm,
@@ -50,6 +54,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--forward-only", action="store_true", help="skip the training step (step_s is null)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     a = p.parse_args()
     for name in ("batch", "seq", "steps", "rank", "threads"):
         if getattr(a, name) < 1:
@@ -73,8 +78,16 @@ def main() -> None:
         print(json.dumps({"skipped": f"torch not importable: {e}"}))
         return
 
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("torch_step: skipped: --device cuda but torch.cuda.is_available() is False")
+        print(json.dumps({"skipped": "torch has no CUDA device"}))
+        return
+    if a.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # true fp32 products, not TF32 tensor cores
+        torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    dev = torch.device(a.device)  # every tensor is drawn on the CPU (same values on both) and moved there
     H, N, nh, I = PRESETS[a.preset]
     d = H // nh
     B, T, r = a.batch, a.seq, a.rank
@@ -82,7 +95,7 @@ def main() -> None:
     labels_n = 2
 
     def frozen(*shape: int, std: float = 0.02) -> "torch.Tensor":
-        return (torch.randn(*shape) * std).requires_grad_(False)
+        return (torch.randn(*shape) * std).to(dev)
 
     def linear(n_out: int, n_in: int) -> dict:
         return {"w": frozen(n_out, n_in), "b": frozen(n_out)}
@@ -91,8 +104,8 @@ def main() -> None:
         "word": frozen(VOCAB, H),
         "pos": frozen(MAX_POS, H),
         "type": frozen(1, H),
-        "ln_w": torch.ones(H),
-        "ln_b": torch.zeros(H),
+        "ln_w": torch.ones(H).to(dev),
+        "ln_b": torch.zeros(H).to(dev),
     }
     trainable = []
     layers = []
@@ -102,24 +115,24 @@ def main() -> None:
             "key": linear(H, H),
             "value": linear(H, H),
             "attention.output.dense": linear(H, H),
-            "ln1": (torch.ones(H), torch.zeros(H)),
+            "ln1": (torch.ones(H).to(dev), torch.zeros(H).to(dev)),
             "intermediate.dense": linear(I, H),
             "output.dense": linear(H, I),
-            "ln2": (torch.ones(H), torch.zeros(H)),
+            "ln2": (torch.ones(H).to(dev), torch.zeros(H).to(dev)),
         }
         for t in a.targets:
             n_out, n_in = L[t]["w"].shape
             lora_a = torch.empty(r, n_in)
             torch.nn.init.kaiming_uniform_(lora_a, a=math.sqrt(5))  # peft's init of lora_A
-            L[t]["lora_a"] = lora_a.requires_grad_(True)
-            L[t]["lora_b"] = torch.zeros(n_out, r).requires_grad_(True)  # peft: B = 0
+            L[t]["lora_a"] = lora_a.to(dev).requires_grad_(True)
+            L[t]["lora_b"] = torch.zeros(n_out, r).to(dev).requires_grad_(True)  # peft: B = 0
             trainable += [L[t]["lora_a"], L[t]["lora_b"]]
         layers.append(L)
     head = {
-        "dense_w": (torch.randn(H, H) * 0.02).requires_grad_(True),
-        "dense_b": torch.zeros(H).requires_grad_(True),
-        "out_w": (torch.randn(labels_n, H) * 0.02).requires_grad_(True),
-        "out_b": torch.zeros(labels_n).requires_grad_(True),
+        "dense_w": (torch.randn(H, H) * 0.02).to(dev).requires_grad_(True),
+        "dense_b": torch.zeros(H).to(dev).requires_grad_(True),
+        "out_w": (torch.randn(labels_n, H) * 0.02).to(dev).requires_grad_(True),
+        "out_b": torch.zeros(labels_n).to(dev).requires_grad_(True),
     }
     trainable += list(head.values())
     opt = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01)
@@ -132,7 +145,7 @@ def main() -> None:
 
     def forward(ids: "torch.Tensor", key_mask: "torch.Tensor", train: bool) -> "torch.Tensor":
         p = DROPOUT if train else 0.0
-        pos = torch.arange(PAD_ID + 1, PAD_ID + 1 + T).unsqueeze(0)  # no padding: positions pad+1 ..
+        pos = torch.arange(PAD_ID + 1, PAD_ID + 1 + T, device=dev).unsqueeze(0)  # no padding: positions pad+1 ..
         x = emb["word"][ids] + emb["pos"][pos] + emb["type"][0]
         x = F.dropout(F.layer_norm(x, (H,), emb["ln_w"], emb["ln_b"], LN_EPS), p, train)
         add_mask = (1.0 - key_mask)[:, None, None, :] * torch.finfo(torch.float32).min
@@ -154,11 +167,12 @@ def main() -> None:
         return F.linear(c, head["out_w"], head["out_b"])
 
     # Inputs as bench/step.ts builds them: first token 0, the others in 3..vocab-1, no padding.
-    g = torch.Generator().manual_seed(a.seed + 1)
-    ids = torch.randint(3, VOCAB, (B, T), generator=g)
+    g = torch.Generator(device="cpu").manual_seed(a.seed + 1)
+    ids = torch.randint(3, VOCAB, (B, T), generator=g, device="cpu")
     ids[:, 0] = 0
-    key_mask = torch.ones(B, T)
-    labels = torch.randint(0, labels_n, (B,), generator=g)
+    ids = ids.to(dev)
+    key_mask = torch.ones(B, T, device=dev)
+    labels = torch.randint(0, labels_n, (B,), generator=g, device="cpu").to(dev)
 
     def fwd_once() -> list:
         with torch.no_grad():
@@ -190,8 +204,9 @@ def main() -> None:
         sys.exit(f"torch_step: training step gave loss {loss}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     tok = B * T
+    where = f"{a.threads} threads" if a.device == "cpu" else torch.cuda.get_device_name(0) + " (TF32 off)"
     print(
-        f"torch {torch.__version__} fp32, {a.threads} threads, {a.preset} batch {B} x seq {T}, LoRA r {r} on "
+        f"torch {torch.__version__} fp32, {where}, {a.preset} batch {B} x seq {T}, LoRA r {r} on "
         f"{','.join(a.targets)}: forward {fwd_s * 1000:.1f} ms ({tok / fwd_s:.0f} tokens/s), "
         + ("no train step (--forward-only)" if step_s is None else
            f"train step {step_s * 1000:.1f} ms ({tok / step_s:.0f} tokens/s), last loss {loss:.4f}")
@@ -200,6 +215,7 @@ def main() -> None:
     print(json.dumps({
         "torch": torch.__version__,
         "threads": a.threads,
+        "device": "cpu" if a.device == "cpu" else torch.cuda.get_device_name(0),
         "preset": a.preset,
         "batch": B,
         "seq": T,
@@ -212,6 +228,7 @@ def main() -> None:
         "step_tokens_per_s": None if step_s is None else tok / step_s,
         "last_loss": None if step_s is None else loss,
         "peak_rss_bytes": rss,
+        "peak_device_bytes": torch.cuda.max_memory_allocated() if a.device == "cuda" else None,
     }))
 
 
