@@ -396,23 +396,26 @@ Deno.test("gemm: texture-fed path on batched products (attention shapes, transpo
     dispatches: gpu.isCpu ? 3 : 1,
   }, ++seed);
   // Batches that do not fit one packed texture take several chunks (rows of At, then rows of Bt, overflow).
-  const byRows = { m: 300, n: 9, k: 6, batch: [7, 9] as [number, number] };
-  ok(textureGemmChunk(gpu, byRows.m, byRows.k, 63) < 63, "the m = 300 case must need more than one chunk");
+  // The sizes follow the adapter's texture limit (16384 on llvmpipe: m = 606, k = 2421; 32768 on an H100), so
+  // that 27 batch elements fit a texture on every adapter: chunks of 27, 27 and 9 (or 6).
+  const rows27 = Math.floor(gpu.limits.maxTextureDimension2D / 27);
+  const byRows = { m: rows27, n: 9, k: 6, batch: [7, 9] as [number, number] };
+  ok(textureGemmChunk(gpu, byRows.m, byRows.k, 63) === 27, `the m = ${rows27} case must take chunks of 27`);
   await runCase({
     ...byRows,
     transA: true,
-    strideA: [9 * 6 * 300, 6 * 300],
+    strideA: [9 * 6 * rows27, 6 * rows27],
     strideB: [9 * 60, 60],
-    strideC: [9 * 2700, 2700],
+    strideC: [9 * 9 * rows27, 9 * rows27],
     path: "texture",
   }, ++seed);
-  const byK = { m: 3, n: 18, k: 1201, batch: [6, 10] as [number, number] };
-  ok(textureGemmChunk(gpu, byK.m, byK.k, 60) < 60, "the k = 1201 case must need more than one chunk");
+  const byK = { m: 3, n: 18, k: 4 * rows27 - 3, batch: [6, 10] as [number, number] };
+  ok(textureGemmChunk(gpu, byK.m, byK.k, 60) === 27, `the k = ${byK.k} case must take chunks of 27`);
   await runCase({
     ...byK,
     transB: true,
-    strideA: [10 * 3 * 1201, 3 * 1201],
-    strideB: [10 * 18 * 1201, 18 * 1201],
+    strideA: [10 * 3 * byK.k, 3 * byK.k],
+    strideB: [10 * 18 * byK.k, 18 * byK.k],
     strideC: [10 * 54, 54],
     path: "texture",
   }, ++seed);
@@ -473,20 +476,22 @@ Deno.test("gemm: texture-fed path with op(A) staged by copyBufferToTexture (256-
     path: "texture",
     dispatches: 2,
   }, ++seed);
-  // Chunked: 60 batch elements of 300 rows do not fit one texture.
+  // Chunked: 60 batch elements of ~limit/27 rows do not fit one texture (chunks of 27, 27 and 6, each one B
+  // packing and one GEMM dispatch; m = 606 on llvmpipe's 16384-texel limit).
   const gpu = await getGpu();
-  ok(textureGemmChunk(gpu, 300, 4, 60) < 60);
+  const m27 = Math.floor(gpu.limits.maxTextureDimension2D / 27);
+  ok(textureGemmChunk(gpu, m27, 4, 60) === 27);
   await runCase({
-    m: 300,
+    m: m27,
     n: 17,
     k: 4,
     lda: 64,
     batch: [6, 10],
-    strideA: [10 * 19200, 19200],
+    strideA: [10 * 64 * m27, 64 * m27],
     strideB: [40, 4],
-    strideC: [10 * 5100, 5100],
+    strideC: [10 * 17 * m27, 17 * m27],
     path: "texture",
-    dispatches: 4,
+    dispatches: 6,
   }, ++seed);
   // Not copyable (the packing kernel runs): misaligned offset, row stride not a multiple of 64, k % 4 != 0.
   await runCase(

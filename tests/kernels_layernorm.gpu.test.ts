@@ -73,12 +73,21 @@ Deno.test("layernorm: GPU forward and backward match the float64 reference on ra
     assertClose(gr, want.rstd, 1e-5, `layerNorm rstd ${what}`);
     // backward reference fed the GPU's saved statistics (what the kernel itself uses)
     const wdx = layerNormBackwardRef(dy, x, gamma, gm, gr, rows, cols);
-    assertClose(gdx, wdx, 1e-5, `layerNormBackward ${what}`);
+    // dx = rstd·(γ·dy − mean(γ·dy) − x̂·mean(γ·dy·x̂)) is a cancellation of terms of size rstd·|γ·dy|, exactly 0
+    // at cols = 1. fp32 leaves it at rounding size (~1e-8 of those terms) when the compiler fuses γ·dy − mean
+    // into an FMA (NVIDIA's Vulkan driver does: 6.4e-6 at 1x1 against 0), so errors are measured against that
+    // size. Elsewhere max |dx| is of the same order, so this floor changes nothing.
+    let terms = 0;
+    for (let i = 0; i < n; i++) {
+      terms = Math.max(terms, gr[Math.floor(i / cols)] * Math.abs(gamma[i % cols] * dy[i]));
+    }
+    assertClose(gdx, wdx, 1e-5, `layerNormBackward ${what}`, terms);
     assertClose(
       gdxAcc,
       layerNormBackwardRef(dy, x, gamma, gm, gr, rows, cols, init),
       1e-5,
       `accumulate ${what}`,
+      terms,
     );
     for (const b of [xb, dyb, gb, bb, y, mean, rstd, dx, dxAcc]) b.destroy();
   }

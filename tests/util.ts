@@ -35,14 +35,19 @@ export function relErr(got: ArrayLike<number>, want: ArrayLike<number>, floor = 
   return num / den;
 }
 
-/** Asserts relErr(got, want) <= tol with a message naming what was compared. */
+/**
+ * Asserts relErr(got, want, floor) <= tol with a message naming what was compared. `floor` (default 1e-6) is
+ * the smallest denominator: give the size of the terms an output is computed from where the output is a
+ * cancellation whose exact value may be 0.
+ */
 export function assertClose(
   got: ArrayLike<number>,
   want: ArrayLike<number>,
   tol: number,
   what: string,
+  floor = 1e-6,
 ): void {
-  const e = relErr(got, want);
+  const e = relErr(got, want, floor);
   if (!(e <= tol)) {
     let worst = 0;
     for (let i = 0; i < Math.min(got.length, want.length); i++) {
