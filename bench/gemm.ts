@@ -18,6 +18,7 @@ import { Recorder } from "../kernels/recorder.ts";
 import { autoTexturePath, gemm, gemmTileFor } from "../kernels/gemm.ts";
 import { TEXTURE_GEMM_TILE } from "../kernels/gemm_texture.ts";
 import { loraBackward, loraForward } from "../kernels/lora.ts";
+import { LARGE_SHARED_GEMM_TILE } from "../kernels/gemm_shared.ts";
 
 /** Shapes as [M, K, N] of y[M, N] = x[M, K] · W[N, K]ᵀ. */
 const SHAPES: [number, number, number][] = [
@@ -30,6 +31,7 @@ const SHAPES: [number, number, number][] = [
 
 /** Which kernel family gemm's "auto" path takes for an m × n × k product. */
 function autoPath(isCpu: boolean, m: number, n: number, k: number, batches = 1): string {
+  if (!isCpu) return "shared";
   return autoTexturePath(isCpu, m, n, k, batches) ? "texture" : "buffer";
 }
 
@@ -296,8 +298,9 @@ export async function run(args: string[]): Promise<void> {
     const xh = pattern(m * k, 1000), wh = pattern(n * k, 997);
     const x = gpu.upload(xh, "x"), w = gpu.upload(wh, "W"), y = gpu.buffer(m * n * 4, "y");
     const flops = 2 * m * n * k;
-    // Both kernel families in the same run (the machine's load changes between runs): buffer-fed, then "auto"
-    // (the texture-fed kernel where gemm takes it on this adapter).
+    // The kernel families in the same run (the machine's load changes between runs): buffer-fed, then "auto"
+    // (the texture-fed kernel where gemm takes it on a CPU adapter, the workgroup-memory one on a GPU), and on
+    // GPU adapters also the workgroup-memory kernel with its 128 × 128 tile.
     const times: Record<string, number> = {};
     for (const path of ["buffer", "auto"] as const) {
       times[path] = await timeGpu(
@@ -307,12 +310,34 @@ export async function run(args: string[]): Promise<void> {
         () => gemm(rec, { a: x, b: w, c: y, m, n, k, transB: true, path }),
       );
     }
+    const large = gpu.isCpu ? null : await timeGpu(
+      gpu.device,
+      rec,
+      reps,
+      () =>
+        gemm(rec, {
+          a: x,
+          b: w,
+          c: y,
+          m,
+          n,
+          k,
+          transB: true,
+          path: "shared",
+          sharedTile: LARGE_SHARED_GEMM_TILE,
+        }),
+    );
     const sec = times.auto, rate = flops / sec / 1e9;
     let line = `gemm ${m}×${k}×${n}: buffer ${ms(times.buffer)} ms, ${
       (flops / times.buffer / 1e9).toFixed(2)
     } GFLOP/s${ofPeak(flops / times.buffer / 1e9)} | auto (${autoPath(gpu.isCpu, m, n, k)}) ${ms(sec)} ms, ${
       rate.toFixed(2)
     } GFLOP/s${ofPeak(rate)}`;
+    if (large !== null) {
+      line += ` | shared 128×128 ${ms(large)} ms, ${(flops / large / 1e9).toFixed(2)} GFLOP/s${
+        ofPeak(flops / large / 1e9)
+      }`;
+    }
     if (!flag("--no-ts")) {
       // A block of rows worth ~5e7 FLOP keeps the loop under a second; the full shape would take minutes.
       const rows = Math.min(m, Math.max(1, Math.round(5e7 / (2 * n * k))));

@@ -9,10 +9,13 @@
  *   (every RoBERTa projection and attention product): operands read as `vec4`, a tm × tn block of C per
  *   invocation. On llvmpipe a buffer load costs about ten vec4 FMAs, so FMAs per load set the speed.
  * - {@link gemmWgsl}, the general fallback (any transposes, strides and alignment), scalar loads, tm × 4 block.
- * - on CPU adapters, products with batch·m·n·k >= 2^20 (m, n > 16) go to the texture-fed kernel of
- *   `kernels/gemm_texture.ts` (operands packed into rgba32float textures, whose loads llvmpipe vectorises;
- *   7–13× the buffer-fed kernels on the RoBERTa projection shapes, 2.5–3.5× on the batched attention
- *   products). `GemmArgs.path` forces either family.
+ * - on CPU adapters, products with batch·m·n·k >= 2^12 ({@link TEXTURE_GEMM_MIN_WORK}) go to the
+ *   texture-fed kernel of `kernels/gemm_texture.ts` (operands packed into rgba32float textures, whose loads
+ *   llvmpipe vectorises; 7–13× the buffer-fed kernels on the RoBERTa projection shapes, 2.5–3.5× on the
+ *   batched attention products).
+ * - on GPU adapters, the workgroup-memory kernel of `kernels/gemm_shared.ts` (blocks of both operands
+ *   staged in workgroup memory between barriers; 1.2–2× the buffer-fed kernel on an H100's large products,
+ *   bench/NOTES.md entry 26). `GemmArgs.path` forces any family.
  * Tile sizes are chosen per adapter class (`gpu.isCpu`) and, on CPU adapters, narrower for n <= 16; they are
  * part of the pipeline key, so each variant compiles once. `bench/NOTES.md` has the measurements.
  * @module
@@ -21,6 +24,7 @@ import type { Gpu } from "./device.ts";
 import type { Recorder } from "./recorder.ts";
 import { gemmTexture, storeBlockWgsl, textureGemmFits, type TextureGemmTile } from "./gemm_texture.ts";
 import type { PackedWeightCache } from "./packed_weights.ts";
+import { checkSharedTile, gemmSharedWgsl, SHARED_GEMM_TILE, type SharedGemmTile } from "./gemm_shared.ts";
 
 /** Arguments of {@link gemm}. All counts, strides and offsets are in elements (f32). */
 export interface GemmArgs {
@@ -72,12 +76,15 @@ export interface GemmArgs {
   /** Register blocking to use instead of the adapter's default ({@link gemmTileFor}); for tests and tuning. */
   tile?: GemmTile;
   /**
-   * Kernel family: `"auto"` (default) takes the texture-fed kernel ({@link gemmTexture}) on CPU adapters where
-   * {@link autoTexturePath} says so (and no explicit `tile` is given), the buffer-fed kernels otherwise;
-   * `"buffer"` and `"texture"` force one (for tests and benchmarks; `"texture"` throws when one batch element
-   * exceeds the adapter's texture size).
+   * Kernel family: `"auto"` (default) takes, when no explicit `tile` is given, the texture-fed kernel
+   * ({@link gemmTexture}) on CPU adapters where {@link autoTexturePath} says so and the workgroup-memory kernel
+   * (`kernels/gemm_shared.ts`) on GPU adapters; the buffer-fed kernels otherwise. `"buffer"`, `"texture"` and
+   * `"shared"` force one (for tests and benchmarks; `"texture"` throws when one batch element exceeds the
+   * adapter's texture size).
    */
-  path?: "auto" | "buffer" | "texture";
+  path?: "auto" | "buffer" | "texture" | "shared";
+  /** Blocking of the workgroup-memory kernel (default {@link SHARED_GEMM_TILE}); for tests and tuning. */
+  sharedTile?: SharedGemmTile;
   /** Register blocking of the texture-fed kernel (default `TEXTURE_GEMM_TILE`); for tests and tuning. */
   textureTile?: TextureGemmTile;
   /**
@@ -397,8 +404,10 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
   if (args.bias) checkBuffer(gpu, "bias", args.bias, n);
 
   const path = args.path ?? "auto";
-  if (path !== "auto" && path !== "buffer" && path !== "texture") {
-    throw new Error(`gemm: path must be "auto", "buffer" or "texture", got ${JSON.stringify(path)}`);
+  if (path !== "auto" && path !== "buffer" && path !== "texture" && path !== "shared") {
+    throw new Error(
+      `gemm: path must be "auto", "buffer", "texture" or "shared", got ${JSON.stringify(path)}`,
+    );
   }
   const textureOk = textureGemmFits(gpu, m, n, k);
   if (path === "texture" && !textureOk) {
@@ -440,6 +449,33 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
     });
     return;
   }
+  const batches = outer * inner;
+  const buffers = [args.a, args.b, args.c];
+  if (args.bias) buffers.push(args.bias);
+  const u32 = [m, n, k, lda, ldb, ldc, offA, offB, offC, inner, sA[0], sA[1], sB[0], sB[1], sC[0], sC[1]];
+  const shape = `${m}x${n}x${k}${transA ? "tA" : ""}${transB ? "tB" : ""}${batches > 1 ? `b${batches}` : ""}`;
+  const flops = batches * (2 * m * n * k + (args.bias ? m * n : 0) + (args.accumulate ? m * n : 0));
+  const bytes = 4 * batches * (m * k + k * n + m * n * (args.accumulate ? 2 : 1)) + (args.bias ? 4 * n : 0);
+  const opts = { transA, transB, bias: !!args.bias, accumulate: !!args.accumulate };
+  if (path === "shared" || (path === "auto" && !gpu.isCpu && !args.tile)) {
+    const st = args.sharedTile ?? SHARED_GEMM_TILE;
+    checkSharedTile(st, gpu.limits);
+    const key =
+      `gemm-shared:wx${st.wx}:wy${st.wy}:tm${st.tm}:tn${st.tn}:bk${st.bk}:tA${+transA}:tB${+transB}` +
+      `:bias${+opts.bias}:acc${+opts.accumulate}`;
+    rec.dispatch({
+      pipeline: gpu.pipeline(key, gemmSharedWgsl(st, opts)),
+      buffers,
+      u32,
+      f32: [alpha],
+      groups: [Math.ceil(n / (st.wx * st.tn)), Math.ceil(m / (st.wy * st.tm)), batches],
+      label: "gemm",
+      shape,
+      flops,
+      bytes,
+    });
+    return;
+  }
   const tile = args.tile ?? gemmTileFor(gpu, n);
   const tn0 = tile.tn ?? TN;
   if (![tile.wx, tile.wy, tile.tm, tn0].every((v) => Number.isInteger(v) && v >= 1) || tn0 % 4 !== 0) {
@@ -448,7 +484,6 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
   if (tile.wx * tile.wy > gpu.limits.maxComputeInvocationsPerWorkgroup) {
     throw new Error(`gemm: tile ${tile.wx}x${tile.wy} exceeds maxComputeInvocationsPerWorkgroup`);
   }
-  const opts = { transA, transB, bias: !!args.bias, accumulate: !!args.accumulate };
   // The vec4 variant needs op(A) = A and every A/B address that starts a vec4 to be 4-aligned.
   // Without transB the last vec4 of B's last row reaches column roundUp4(n) - 1: B must hold it, or a robust
   // (clamped) load would feed wrong values into real columns.
@@ -459,18 +494,15 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
     `gemm${vec4 ? "-vec4" : ""}:wx${tile.wx}:wy${tile.wy}:tm${tile.tm}:tn${tn}:tA${+transA}:tB${+transB}` +
     `:bias${+opts.bias}:acc${+opts.accumulate}`;
   const pipeline = gpu.pipeline(key, vec4 ? gemmVec4Wgsl(tile, opts) : gemmWgsl(tile, opts));
-  const batches = outer * inner;
-  const buffers = [args.a, args.b, args.c];
-  if (args.bias) buffers.push(args.bias);
   rec.dispatch({
     pipeline,
     buffers,
-    u32: [m, n, k, lda, ldb, ldc, offA, offB, offC, inner, sA[0], sA[1], sB[0], sB[1], sC[0], sC[1]],
+    u32,
     f32: [alpha],
     groups: [Math.ceil(n / (tile.wx * tn)), Math.ceil(m / (tile.wy * tile.tm)), batches],
     label: "gemm",
-    shape: `${m}x${n}x${k}${transA ? "tA" : ""}${transB ? "tB" : ""}${batches > 1 ? `b${batches}` : ""}`,
-    flops: batches * (2 * m * n * k + (args.bias ? m * n : 0) + (args.accumulate ? m * n : 0)),
-    bytes: 4 * batches * (m * k + k * n + m * n * (args.accumulate ? 2 : 1)) + (args.bias ? 4 * n : 0),
+    shape,
+    flops,
+    bytes,
   });
 }

@@ -22,6 +22,12 @@ import {
   NARROW_TEXTURE_TILE,
 } from "../kernels/gemm.ts";
 import { canCopyOperand, textureGemmChunk, type TextureGemmTile } from "../kernels/gemm_texture.ts";
+import {
+  gemmSharedWgsl,
+  LARGE_SHARED_GEMM_TILE,
+  SHARED_GEMM_TILE,
+  type SharedGemmTile,
+} from "../kernels/gemm_shared.ts";
 import { PackedWeightCache } from "../kernels/packed_weights.ts";
 import { gemmRef, type GemmRefArgs } from "../kernels/reference/gemm.ts";
 import { assertClose, poison, randomF32 } from "./util.ts";
@@ -34,6 +40,7 @@ type Case = GemmRefArgs & {
   tile?: GemmTile;
   path?: GemmArgs["path"];
   textureTile?: TextureGemmTile;
+  sharedTile?: SharedGemmTile;
   /** Dispatches the call must record (e.g. 2 per chunk when op(A) is copied instead of packed). */
   dispatches?: number;
 };
@@ -240,6 +247,72 @@ Deno.test("gemm: the GPU adapters' tile (and a small odd one) give the same resu
   const odd = { wx: 4, wy: 2, tm: 3, tn: 8 };
   await runCase({ m: 37, n: 70, k: 20, transB: true, tile: odd, bias: true, accumulate: true }, ++seed);
   await runCase({ m: 37, n: 70, k: 13, transA: true, tile: odd, bias: true, accumulate: true }, ++seed);
+});
+
+Deno.test("gemm: workgroup-memory path (GPU adapters' default), forced, for every tile", async () => {
+  // Ragged m, n, k against each tile's blocks and k-steps (k = 3, 130, 37 are not multiples of 8 or 16), every
+  // transpose, strides, offsets, alpha, bias, accumulate, k = 0 and two-level batching.
+  // On CPU adapters (llvmpipe compiles these slowly: ~70 s cold for every tile) the odd tile alone runs every
+  // case and the default tile one; the same generator makes all three, and a GPU runs them all.
+  const gpu = await getGpu();
+  const odd: SharedGemmTile = { wx: 4, wy: 8, tm: 2, tn: 4, bk: 4 };
+  const all: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
+  let seed = 900;
+  const tiles = gpu.isCpu ? [SHARED_GEMM_TILE, odd] : [SHARED_GEMM_TILE, LARGE_SHARED_GEMM_TILE, odd];
+  for (const sharedTile of tiles) {
+    const path = "shared" as const;
+    const combos = !gpu.isCpu || sharedTile === odd ? all : [all[1]];
+    for (const [transA, transB] of combos) {
+      await runCase({ m: 70, n: 133, k: 37, transA, transB, path, sharedTile, dispatches: 1 }, ++seed);
+    }
+    if (gpu.isCpu && sharedTile !== odd) continue;
+    await runCase({ m: 129, n: 5, k: 130, transB: true, path, sharedTile }, ++seed);
+    await runCase({
+      m: 33,
+      n: 67,
+      k: 3,
+      transA: true,
+      lda: 40,
+      ldb: 70,
+      ldc: 71,
+      offA: 3,
+      offB: 5,
+      offC: 2,
+      alpha: -0.6,
+      bias: true,
+      accumulate: true,
+      path,
+      sharedTile,
+    }, ++seed);
+    await runCase({ m: 9, n: 13, k: 0, bias: true, alpha: 3, path, sharedTile }, ++seed);
+    // Q·Kᵀ per (batch, head) with heads of width 16 inside a 48-wide hidden, seq 19.
+    const seq = 19, d = 16, hidden = 48, tok: [number, number] = [seq * hidden, d];
+    await runCase({
+      m: seq,
+      n: seq,
+      k: d,
+      transB: true,
+      lda: hidden,
+      ldb: hidden,
+      alpha: 0.25,
+      batch: [2, 3],
+      strideA: tok,
+      strideB: tok,
+      strideC: [3 * seq * seq, seq * seq],
+      path,
+      sharedTile,
+      dispatches: 1,
+    }, ++seed);
+  }
+  // "auto" takes it on GPU adapters only.
+  const wgsl = gemmSharedWgsl(SHARED_GEMM_TILE, {
+    transA: false,
+    transB: true,
+    bias: false,
+    accumulate: false,
+  });
+  ok(wgsl.includes("workgroupBarrier()") && wgsl.includes("var<workgroup> As: array<f32, 1024>"));
+  if (!gpu.isCpu) await runCase({ m: 65, n: 67, k: 130, dispatches: 1 }, ++seed);
 });
 
 Deno.test("gemm: texture-fed path (CPU adapters' large products), forced on ragged shapes", async () => {
@@ -563,6 +636,20 @@ Deno.test("gemm: bad arguments give clear errors", async () => {
     /tn a multiple of 4/,
   );
   throws(() => gemm(rec, { a, b, c, m: 3, n: 3, k: 0, path: "texture" }), /path "texture" needs 1 <= k/);
+  throws(
+    () =>
+      gemm(rec, {
+        a,
+        b,
+        c,
+        m: 3,
+        n: 3,
+        k: 4,
+        path: "shared",
+        sharedTile: { wx: 4, wy: 4, tm: 1, tn: 4, bk: 3 },
+      }),
+    /the 4x3 and 3x16 blocks must split evenly over its 16 invocations/,
+  );
   {
     // One batch element taller than the adapter's textures cannot take the texture path.
     const rows = gpu.limits.maxTextureDimension2D + 1;
