@@ -1,9 +1,10 @@
 /**
  * `deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N]
  * [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] [--no-batched-texture]
- * [--forward-only] [--packed-weights MIB] [--compare-batched-texture]`: wall time of one RoBERTa forward pass (evaluation) and of one training step
- * (forward with dropout, loss, backward, AdamW) on the WebGPU device, with tokens/s, achieved GFLOP/s, submits
- * and dispatches per step, host encoding time, and peak memory (process RSS against the bytes the model must hold).
+ * [--forward-only] [--packed-weights MIB] [--compare-batched-texture]`: wall time of one RoBERTa forward pass
+ * (evaluation) and of one training step (forward with dropout, loss, backward, AdamW) on the WebGPU device, with
+ * tokens/s, achieved GFLOP/s, submits and dispatches per step, host encoding time, and peak memory (process RSS
+ * against the bytes the model must hold).
  *
  * The model is a random checkpoint of the preset's shapes, written once to `runs/models/<preset>-seed0-labels2`
  * (by `makeModel`) when that folder has no `model.safetensors` yet. Each measurement runs one warm-up (which
