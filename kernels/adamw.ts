@@ -83,7 +83,7 @@ export function adamw(
   const masked = a.mask !== undefined;
   const { groups, stride } = linearGrid(rec, a.n, WG);
   rec.dispatch({
-    pipeline: rec.gpu.pipeline(`adamw-${masked ? "masked" : "dense"}`, ADAMW_WGSL(masked)),
+    pipeline: rec.gpu.pipeline(`adamw-${masked ? "masked" : "dense"}`, () => ADAMW_WGSL(masked)),
     buffers: masked ? [a.param, a.grad, a.m, a.v, a.mask!] : [a.param, a.grad, a.m, a.v],
     u32: [a.n, stride],
     f32: [1 - a.lr * a.weightDecay, a.beta1, a.beta2, a.lr / bc1, 1 / Math.sqrt(bc2), a.eps],

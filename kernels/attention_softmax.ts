@@ -246,8 +246,8 @@ export function attentionSoftmax(
     : [a.scores, a.keyMask];
   rec.dispatch({
     pipeline: tex
-      ? rec.gpu.pipeline(`attention-softmax-tex-${drop ? "drop" : "plain"}`, FORWARD_TEX_WGSL(drop))
-      : rec.gpu.pipeline(`attention-softmax-${drop ? "drop" : "plain"}`, FORWARD_WGSL(drop)),
+      ? rec.gpu.pipeline(`attention-softmax-tex-${drop ? "drop" : "plain"}`, () => FORWARD_TEX_WGSL(drop))
+      : rec.gpu.pipeline(`attention-softmax-${drop ? "drop" : "plain"}`, () => FORWARD_WGSL(drop)),
     buffers: drop ? [...ins, a.probs, a.probsDropped!] : [...ins, a.probs],
     u32: [rows, stride, a.seq, a.heads * a.seq, key[0], key[1], key[2], key[3]],
     f32: [p, 1 / (1 - p)],
@@ -295,8 +295,11 @@ export function attentionSoftmaxBackward(
   const tex = n > 0 && staged(rec, a.batch, a.heads, a.seq);
   rec.dispatch({
     pipeline: tex
-      ? rec.gpu.pipeline(`attention-softmax-backward-tex-${drop ? "drop" : "plain"}`, BACKWARD_TEX_WGSL(drop))
-      : rec.gpu.pipeline(`attention-softmax-backward-${drop ? "drop" : "plain"}`, BACKWARD_WGSL(drop)),
+      ? rec.gpu.pipeline(
+        `attention-softmax-backward-tex-${drop ? "drop" : "plain"}`,
+        () => BACKWARD_TEX_WGSL(drop),
+      )
+      : rec.gpu.pipeline(`attention-softmax-backward-${drop ? "drop" : "plain"}`, () => BACKWARD_WGSL(drop)),
     buffers: tex
       ? [stageFlat(rec, "softmaxDP", a.dProbsDropped, n), stageFlat(rec, "softmaxP", a.probs, n), a.dScores]
       : [a.dProbsDropped, a.probs, a.dScores],

@@ -64,14 +64,19 @@ export class Gpu {
 
   /**
    * A compute pipeline, compiled once per `key` (the kernel name plus every constant that shapes its code).
-   * Compilation errors are thrown with the kernel's key and the WGSL compiler's messages.
+   * Compilation errors are thrown with the kernel's key and the WGSL compiler's messages. `code` may be a
+   * function: generated kernels pass their generator so that the WGSL is built only on the key's first use,
+   * not on every dispatch.
    */
-  pipeline(key: string, code: string, entryPoint = "main"): GPUComputePipeline {
+  pipeline(key: string, code: string | (() => string), entryPoint = "main"): GPUComputePipeline {
     let p = this.#pipelines.get(key);
     if (p) return p;
     this.checkAlive();
     this.device.pushErrorScope("validation");
-    const module = this.device.createShaderModule({ code, label: key });
+    const module = this.device.createShaderModule({
+      code: typeof code === "function" ? code() : code,
+      label: key,
+    });
     p = this.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint }, label: key });
     this.device.popErrorScope().then((err) => {
       if (err) console.error(`fedlodrop: WGSL kernel ${key} failed validation: ${err.message}`);

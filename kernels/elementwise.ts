@@ -265,7 +265,7 @@ function maskLauncher(
   requireDistinct(k, ["mask", "out"], [a.mask, a.out]);
   const { groups, stride } = linearGrid(rec, n, WG);
   rec.dispatch({
-    pipeline: rec.gpu.pipeline(byRow ? "mask-rows" : "mask-columns", MASK_WGSL(byRow)),
+    pipeline: rec.gpu.pipeline(byRow ? "mask-rows" : "mask-columns", () => MASK_WGSL(byRow)),
     buffers: [a.x, a.mask, a.out],
     u32: [n, stride, a.cols],
     groups,

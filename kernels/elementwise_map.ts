@@ -133,7 +133,7 @@ export function elementwiseMap(rec: Recorder, spec: ElementwiseMapSpec): void {
     rec.dispatch({
       pipeline: gpu.pipeline(
         `emap-v4-${label}-${spec.inputs.length}-${spec.op}`,
-        elementwiseMapVec4Wgsl(spec),
+        () => elementwiseMapVec4Wgsl(spec),
       ),
       buffers: [...views, spec.out],
       u32: [n, 0, ...extraU],
@@ -152,7 +152,7 @@ export function elementwiseMap(rec: Recorder, spec: ElementwiseMapSpec): void {
   const y = Math.ceil(total / x);
   if (y > max) throw new Error(`${label}: ${n} elements exceed ${max}×${max} workgroups of ${WG}`);
   rec.dispatch({
-    pipeline: gpu.pipeline(`emap-s-${label}-${inPlace}-${spec.op}`, elementwiseMapScalarWgsl(spec)),
+    pipeline: gpu.pipeline(`emap-s-${label}-${inPlace}-${spec.op}`, () => elementwiseMapScalarWgsl(spec)),
     buffers: [...spec.inputs.filter((b) => b !== spec.out), spec.out],
     u32: [n, x * WG, ...extraU],
     f32: extraF,

@@ -143,7 +143,7 @@ export function embeddingGather(
   for (let ci = 0; ci < chunks.length; ci++) {
     const ch = chunks[ci];
     rec.dispatch({
-      pipeline: rec.gpu.pipeline(`embedding-gather-${acc ? "acc" : "set"}`, GATHER_WGSL(acc)),
+      pipeline: rec.gpu.pipeline(`embedding-gather-${acc ? "acc" : "set"}`, () => GATHER_WGSL(acc)),
       buffers: [ch.buffer, a.ids, a.out],
       u32: [total, stride, cols, ch.rowStart, ch.rowCount, a.table.rows, ci === 0 ? 1 : 0],
       groups,

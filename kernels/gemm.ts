@@ -464,7 +464,7 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
       `gemm-shared:wx${st.wx}:wy${st.wy}:tm${st.tm}:tn${st.tn}:bk${st.bk}:tA${+transA}:tB${+transB}` +
       `:bias${+opts.bias}:acc${+opts.accumulate}`;
     rec.dispatch({
-      pipeline: gpu.pipeline(key, gemmSharedWgsl(st, opts)),
+      pipeline: gpu.pipeline(key, () => gemmSharedWgsl(st, opts)),
       buffers,
       u32,
       f32: [alpha],
@@ -493,7 +493,7 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
   const key =
     `gemm${vec4 ? "-vec4" : ""}:wx${tile.wx}:wy${tile.wy}:tm${tile.tm}:tn${tn}:tA${+transA}:tB${+transB}` +
     `:bias${+opts.bias}:acc${+opts.accumulate}`;
-  const pipeline = gpu.pipeline(key, vec4 ? gemmVec4Wgsl(tile, opts) : gemmWgsl(tile, opts));
+  const pipeline = gpu.pipeline(key, () => vec4 ? gemmVec4Wgsl(tile, opts) : gemmWgsl(tile, opts));
   rec.dispatch({
     pipeline,
     buffers,

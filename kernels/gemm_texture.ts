@@ -300,7 +300,7 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
   const opts = { bias: !!args.bias, accumulate: args.accumulate };
   const key = `gemm-tex:wx${tile.wx}:wy${tile.wy}:tm${tile.tm}:tn${tile.tn}:bias${+opts.bias}:acc${+opts
     .accumulate}`;
-  const pipeline = gpu.pipeline(key, gemmTextureWgsl(tile, opts));
+  const pipeline = gpu.pipeline(key, () => gemmTextureWgsl(tile, opts));
   // The textures hold one chunk; later chunks overwrite them after the previous chunk's GEMM has read them
   // (WebGPU orders the passes of one command buffer that write and read the same texture).
   const { tex: texA, view: viewA } = packTexture(gpu, batched ? "Az" : "A", kq, chunk * args.a.rows);
@@ -329,7 +329,7 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
       }
       if (kMajor && packed && !packed.fresh) return; // a frozen weight packed by an earlier product
       rec.dispatch({
-        pipeline: gpu.pipeline(`gemm-tex-pack:kMajor${+kMajor}`, packWgsl(kMajor)),
+        pipeline: gpu.pipeline(`gemm-tex-pack:kMajor${+kMajor}`, () => packWgsl(kMajor)),
         buffers: [op.buf, views[i]],
         u32: [op.rows, k, op.off, op.rs, op.ps, z0, inner, bs[0], bs[1]],
         groups: [Math.ceil(kq / 8), Math.ceil(op.rows / 8), nz],

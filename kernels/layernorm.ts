@@ -261,8 +261,8 @@ export function layerNormBackward(
   const tex = (role: string, b: GPUBuffer, rows: number) => stageMatrix(rec, role, b, rows, a.cols);
   rec.dispatch({
     pipeline: staged
-      ? rec.gpu.pipeline(`layernorm-backward-tex-${acc ? "acc" : "set"}`, BACKWARD_TEX_WGSL(acc))
-      : rec.gpu.pipeline(`layernorm-backward-${acc ? "acc" : "set"}`, BACKWARD_WGSL(acc)),
+      ? rec.gpu.pipeline(`layernorm-backward-tex-${acc ? "acc" : "set"}`, () => BACKWARD_TEX_WGSL(acc))
+      : rec.gpu.pipeline(`layernorm-backward-${acc ? "acc" : "set"}`, () => BACKWARD_WGSL(acc)),
     buffers: staged
       ? [
         tex("lnDY", a.dy, a.rows),

@@ -393,7 +393,7 @@ function launch(
   const usesDrop = usesDropout(kind);
   const key = `lora-${kind}:r${d.r}:drop${+(drop && usesDrop)}:acc${+acc}`;
   rec.dispatch({
-    pipeline: rec.gpu.pipeline(key, loraWgsl(kind, d.r, drop && usesDrop, acc)),
+    pipeline: rec.gpu.pipeline(key, () => loraWgsl(kind, d.r, drop && usesDrop, acc)),
     buffers,
     u32,
     f32,

@@ -6,6 +6,15 @@
  *
  * A profiler hook sees every dispatch (label, workgroups, FLOP and byte counts); with none attached the
  * recorder adds no timestamp queries and no work.
+ *
+ * Host cost per dispatch is kept low because a training step records hundreds of them (bench/NOTES.md entry 27):
+ * - bind groups are reused: a dispatch that binds the same pipeline, uniform slot and resources as one of an
+ *   earlier submit (a training step records the same dispatches every step) gets that submit's bind group,
+ *   whose uniform slot is rewritten with this submit's values. The cache holds at most
+ *   {@link BIND_GROUP_CACHE_MAX} entries and is emptied when full.
+ * - without an observer, the dispatches between two copies share one compute pass (WebGPU synchronises
+ *   dispatches inside a pass like dispatches of separate passes); with one, each dispatch gets its own pass
+ *   so that it can be timed.
  * @module
  */
 import type { Gpu } from "./device.ts";
@@ -14,6 +23,25 @@ import type { Gpu } from "./device.ts";
 const SLOT = 256;
 /** Uniform slots per command buffer; a step that records more is split into several submits. */
 const SLOTS = 4096;
+/** Bind groups a recorder keeps for reuse (a RoBERTa-large step binds ~1400 distinct ones). */
+export const BIND_GROUP_CACHE_MAX = 8192;
+
+/** Identity numbers of pipelines, buffers and views, for bind-group cache keys. */
+const ids = new WeakMap<object, number>();
+let nextId = 0;
+function idOf(o: object): number {
+  let id = ids.get(o);
+  if (id === undefined) ids.set(o, id = nextId++);
+  return id;
+}
+
+/** `getBindGroupLayout(0)` per pipeline (each call crosses into the WebGPU implementation). */
+const layouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
+function layoutOf(p: GPUComputePipeline): GPUBindGroupLayout {
+  let l = layouts.get(p);
+  if (!l) layouts.set(p, l = p.getBindGroupLayout(0));
+  return l;
+}
 
 /** One kernel launch. */
 export interface Dispatch {
@@ -60,6 +88,9 @@ export class Recorder {
   dispatchCount = 0;
   /** Submits since construction. */
   submitCount = 0;
+  /** Bind groups created since construction (the rest were reused; for tests and overhead accounting). */
+  bindGroupsCreated = 0;
+  #bindGroups = new Map<string, GPUBindGroup>();
 
   constructor(gpu: Gpu) {
     this.gpu = gpu;
@@ -140,28 +171,51 @@ export class Recorder {
   // Dispatches are turned into compute passes lazily (at a copy or at submit).
   #flushPending(): void {
     if (this.#pending.length === 0) return;
-    const arena = this.#ensureArena();
-    const dev = this.gpu.device;
     const enc = this.encoder;
+    let shared: GPUComputePassEncoder | null = null;
     for (const { d, slot } of this.#pending) {
-      const entries: GPUBindGroupEntry[] = [];
-      const hasUniforms = (d.u32?.length ?? 0) + (d.f32?.length ?? 0) > 0;
-      if (hasUniforms) {
-        entries.push({ binding: 0, resource: { buffer: arena, offset: slot * SLOT, size: SLOT } });
-      }
-      d.buffers.forEach((b, i) =>
-        entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: b } : b })
-      );
-      const bindGroup = dev.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries });
-      const timestampWrites = this.observer?.onDispatch(d, enc);
-      const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : undefined);
-      pass.setPipeline(d.pipeline);
-      pass.setBindGroup(0, bindGroup);
+      const bindGroup = this.#bindGroup(d, slot);
       const [x, y = 1, z = 1] = d.groups;
-      pass.dispatchWorkgroups(x, y, z);
-      pass.end();
+      if (this.observer) {
+        const timestampWrites = this.observer.onDispatch(d, enc);
+        const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : undefined);
+        pass.setPipeline(d.pipeline);
+        pass.setBindGroup(0, bindGroup);
+        pass.dispatchWorkgroups(x, y, z);
+        pass.end();
+      } else {
+        shared ??= enc.beginComputePass();
+        shared.setPipeline(d.pipeline);
+        shared.setBindGroup(0, bindGroup);
+        shared.dispatchWorkgroups(x, y, z);
+      }
     }
+    shared?.end();
     this.#pending = [];
+  }
+
+  /** The bind group of a dispatch in uniform slot `slot`: reused from an earlier submit when one matches. */
+  #bindGroup(d: Dispatch, slot: number): GPUBindGroup {
+    const hasUniforms = (d.u32?.length ?? 0) + (d.f32?.length ?? 0) > 0;
+    let key = `${idOf(d.pipeline)}:${hasUniforms ? slot : "-"}`;
+    for (const b of d.buffers) key += `:${idOf(b)}`;
+    let bg = this.#bindGroups.get(key);
+    if (bg) return bg;
+    const entries: GPUBindGroupEntry[] = [];
+    if (hasUniforms) {
+      entries.push({
+        binding: 0,
+        resource: { buffer: this.#ensureArena(), offset: slot * SLOT, size: SLOT },
+      });
+    }
+    d.buffers.forEach((b, i) =>
+      entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: b } : b })
+    );
+    bg = this.gpu.device.createBindGroup({ layout: layoutOf(d.pipeline), entries });
+    this.bindGroupsCreated++;
+    if (this.#bindGroups.size >= BIND_GROUP_CACHE_MAX) this.#bindGroups.clear();
+    this.#bindGroups.set(key, bg);
+    return bg;
   }
 
   /** Finishes and submits everything recorded so far as one command buffer. */

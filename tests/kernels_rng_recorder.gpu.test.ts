@@ -1,6 +1,7 @@
 import { strictEqual as assertEquals } from "node:assert/strict";
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
+import { scale } from "../kernels/elementwise.ts";
 import { hashKey, KeyedRandom, RNG_WGSL, uniformKey } from "../kernels/rng.ts";
 
 Deno.test("rng: WGSL hash equals the TypeScript hash bit for bit", async () => {
@@ -63,6 +64,40 @@ Deno.test("recorder: a command buffer with only copies and clears submits (no un
   assertEquals([...got].join(","), "1,9,0,0");
   a.destroy();
   b.destroy();
+});
+
+Deno.test("recorder: bind groups are reused across submits with that submit's uniforms, and never for other buffers", async () => {
+  const gpu = await getGpu();
+  const x = gpu.upload(new Float32Array([1, 2, 3]), "x");
+  const y = gpu.upload(new Float32Array([10, 20, 30]), "y");
+  const rec = new Recorder(gpu);
+  // Submit 1: x *= 2, then y *= 3 (slots 0 and 1). Submit 2: the same dispatches with other factors reuse both
+  // bind groups; the factors must be the new ones. Submit 3 swaps the buffers between the slots (new groups),
+  // and a copy between dispatches ends one compute pass and starts another.
+  scale(rec, { x, n: 3, alpha: 2 });
+  scale(rec, { x: y, n: 3, alpha: 3 });
+  rec.submit();
+  assertEquals(rec.bindGroupsCreated, 2);
+  scale(rec, { x, n: 3, alpha: 5 });
+  scale(rec, { x: y, n: 3, alpha: 7 });
+  rec.submit();
+  assertEquals(rec.bindGroupsCreated, 2);
+  scale(rec, { x: y, n: 3, alpha: 0.5 });
+  rec.copy(y, 0, x, 8, 4);
+  scale(rec, { x, n: 3, alpha: -1 });
+  const gx = await rec.read(x, 3), gy = await gpu.read(y, 3);
+  assertEquals(rec.bindGroupsCreated, 4);
+  // x: 1,2,3 ·2·5 = 10,20,30; y: ·3·7·0.5 = 105,210,315; x[2] = y[0]; then x ·(−1).
+  assertEquals([...gx].join(","), "-10,-20,-105");
+  assertEquals([...gy].join(","), "105,210,315");
+  x.destroy();
+  y.destroy();
+  // Generated kernels pass their WGSL as a function, built on the key's first use only.
+  let built = 0;
+  const src = () => (built++, "@compute @workgroup_size(1) fn main() {}");
+  const p1 = gpu.pipeline("test-lazy-wgsl", src), p2 = gpu.pipeline("test-lazy-wgsl", src);
+  assertEquals(p1, p2);
+  assertEquals(built, 1);
 });
 
 Deno.test("device: flushWrites submits queued writes above a threshold and keeps their data", async () => {
