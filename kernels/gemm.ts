@@ -21,6 +21,7 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
+import { gemmBindingsWgsl } from "./gemm_bindings.ts";
 import type { Recorder } from "./recorder.ts";
 import { gemmTexture, storeBlockWgsl, textureGemmFits, type TextureGemmTile } from "./gemm_texture.ts";
 import type { PackedWeightCache } from "./packed_weights.ts";
@@ -217,17 +218,7 @@ export function gemmWgsl(
     }
     lines.push(`  }`);
   }
-  return /* wgsl */ `
-struct P {
-  m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, offA: u32, offB: u32, offC: u32, inner: u32,
-  sA0: u32, sA1: u32, sB0: u32, sB1: u32, sC0: u32, sC1: u32, alpha: f32,
-}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${opts.bias ? "@group(0) @binding(4) var<storage, read> bias: array<f32>;" : ""}
-
+  return /* wgsl */ `${gemmBindingsWgsl(opts.bias)}
 @compute @workgroup_size(${wx}, ${wy})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
   let zo = wg.z / p.inner;
@@ -299,17 +290,7 @@ export function gemmVec4Wgsl(
   }
   L.push(`  }`);
   L.push(...storeBlockWgsl(tm, tn, wy, col, { bias: !!opts.bias, accumulate: !!opts.accumulate }));
-  return /* wgsl */ `
-struct P {
-  m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, offA: u32, offB: u32, offC: u32, inner: u32,
-  sA0: u32, sA1: u32, sB0: u32, sB1: u32, sC0: u32, sC1: u32, alpha: f32,
-}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> A: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> B: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${opts.bias ? "@group(0) @binding(4) var<storage, read> bias: array<f32>;" : ""}
-
+  return /* wgsl */ `${gemmBindingsWgsl(opts.bias, "vec4<f32>")}
 @compute @workgroup_size(${wx}, ${wy})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
   let zo = wg.z / p.inner;

@@ -16,6 +16,7 @@
  * @module
  */
 import { storeBlockWgsl } from "./gemm_texture.ts";
+import { gemmBindingsWgsl } from "./gemm_bindings.ts";
 
 /** Blocking of the workgroup-memory GEMM. */
 export interface SharedGemmTile {
@@ -107,16 +108,7 @@ export function gemmSharedWgsl(
       accumulate: opts.accumulate,
     }),
   );
-  return /* wgsl */ `
-struct P {
-  m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, offA: u32, offB: u32, offC: u32, inner: u32,
-  sA0: u32, sA1: u32, sB0: u32, sB1: u32, sC0: u32, sC1: u32, alpha: f32,
-}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${opts.bias ? "@group(0) @binding(4) var<storage, read> bias: array<f32>;" : ""}
+  return /* wgsl */ `${gemmBindingsWgsl(opts.bias)}
 var<workgroup> As: array<f32, ${bk * bm}>;
 var<workgroup> Bs: array<f32, ${bk * bn}>;
 

@@ -137,22 +137,30 @@ Deno.test("gemm: leading dimensions, offsets, alpha, bias and accumulate", async
   await runCase({ m: 9, n: 13, k: 0, accumulate: true }, 6); // k = 0, accumulate: C unchanged
 });
 
-Deno.test("gemm: two-level batching as in attention (per batch, per head)", async () => {
-  // Q, K of [batch*seq, hidden] with heads of width d: S[b,h] = alpha · Q_bh K_bhᵀ into [batch, heads, seq, seq].
-  const batch = 2, heads = 3, seq = 7, d = 5, hidden = heads * d;
-  await runCase({
+/**
+ * Attention scores as a batched product: Q, K of [batch·seq, heads·d] with heads of width d, S[b, h] = alpha ·
+ * Q_bh K_bhᵀ into [batch, heads, seq, seq].
+ */
+function scoresCase(batch: number, heads: number, seq: number, d: number, alpha = 1 / Math.sqrt(d)): Case {
+  const hidden = heads * d, tok: [number, number] = [seq * hidden, d];
+  return {
     m: seq,
     n: seq,
     k: d,
     transB: true,
     lda: hidden,
     ldb: hidden,
-    alpha: 1 / Math.sqrt(d),
+    alpha,
     batch: [batch, heads],
-    strideA: [seq * hidden, d],
-    strideB: [seq * hidden, d],
+    strideA: tok,
+    strideB: tok,
     strideC: [heads * seq * seq, seq * seq],
-  }, 20);
+  };
+}
+
+Deno.test("gemm: two-level batching as in attention (per batch, per head)", async () => {
+  const batch = 2, heads = 3, seq = 7, d = 5, hidden = heads * d;
+  await runCase(scoresCase(batch, heads, seq, d), 20);
   // probs · V: out[b, :, h*d:(h+1)*d] = P_bh V_bh, written into a strided [batch*seq, hidden] output.
   await runCase({
     m: seq,
@@ -286,23 +294,7 @@ Deno.test("gemm: workgroup-memory path (GPU adapters' default), forced, for ever
     }, ++seed);
     await runCase({ m: 9, n: 13, k: 0, bias: true, alpha: 3, path, sharedTile }, ++seed);
     // Q·Kᵀ per (batch, head) with heads of width 16 inside a 48-wide hidden, seq 19.
-    const seq = 19, d = 16, hidden = 48, tok: [number, number] = [seq * hidden, d];
-    await runCase({
-      m: seq,
-      n: seq,
-      k: d,
-      transB: true,
-      lda: hidden,
-      ldb: hidden,
-      alpha: 0.25,
-      batch: [2, 3],
-      strideA: tok,
-      strideB: tok,
-      strideC: [3 * seq * seq, seq * seq],
-      path,
-      sharedTile,
-      dispatches: 1,
-    }, ++seed);
+    await runCase({ ...scoresCase(2, 3, 19, 16, 0.25), path, sharedTile, dispatches: 1 }, ++seed);
   }
   // "auto" takes it on GPU adapters only.
   const wgsl = gemmSharedWgsl(SHARED_GEMM_TILE, {
@@ -512,23 +504,9 @@ Deno.test("gemm: texture-fed path with op(A) staged by copyBufferToTexture (256-
   await runCase({ m: 5, n: 33, k: 4, lda: 128, path: "texture" }, ++seed);
   // Batched as in attention: Q·Kᵀ with heads of width 16 inside a 64-wide hidden (row stride 256 bytes).
   const batch = 3, heads = 4, seq = 11, d = 16, hidden = heads * d;
-  const tok: [number, number] = [seq * hidden, d], att: [number, number] = [heads * seq * seq, seq * seq];
+  const tok: [number, number] = [seq * hidden, d];
   ok(canCopyOperand({ buf: null!, rows: seq, off: 0, rs: hidden, ps: 1, bs: tok }, d, batch * heads));
-  await runCase({
-    m: seq,
-    n: seq,
-    k: d,
-    transB: true,
-    lda: hidden,
-    ldb: hidden,
-    alpha: 0.25,
-    batch: [batch, heads],
-    strideA: tok,
-    strideB: tok,
-    strideC: att,
-    path: "texture",
-    dispatches: 2,
-  }, ++seed);
+  await runCase({ ...scoresCase(batch, heads, seq, d, 0.25), path: "texture", dispatches: 2 }, ++seed);
   // P·V with P rows of 64 floats (seq 64), batched, accumulate.
   const seq2 = 64;
   const att2: [number, number] = [heads * seq2 * seq2, seq2 * seq2],
