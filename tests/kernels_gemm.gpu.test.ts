@@ -137,6 +137,9 @@ Deno.test("gemm: leading dimensions, offsets, alpha, bias and accumulate", async
   await runCase({ m: 9, n: 13, k: 0, accumulate: true }, 6); // k = 0, accumulate: C unchanged
 });
 
+/** Element offsets into A, B and C, a negative alpha, a bias and accumulation: every epilogue path at once. */
+const OFFSETS_AND_EPILOGUE = { offA: 3, offB: 5, offC: 2, alpha: -0.6, bias: true, accumulate: true };
+
 /**
  * Attention scores as a batched product: Q, K of [batch·seq, heads·d] with heads of width d, S[b, h] = alpha ·
  * Q_bh K_bhᵀ into [batch, heads, seq, seq].
@@ -283,12 +286,7 @@ Deno.test("gemm: workgroup-memory path (GPU adapters' default), forced, for ever
       lda: 40,
       ldb: 70,
       ldc: 71,
-      offA: 3,
-      offB: 5,
-      offC: 2,
-      alpha: -0.6,
-      bias: true,
-      accumulate: true,
+      ...OFFSETS_AND_EPILOGUE,
       path,
       sharedTile,
     }, ++seed);
@@ -323,12 +321,7 @@ Deno.test("gemm: texture-fed path (CPU adapters' large products), forced on ragg
       lda: transA ? 41 : 15,
       ldb: transB ? 17 : 73,
       ldc: 75,
-      offA: 3,
-      offB: 5,
-      offC: 2,
-      alpha: -0.6,
-      bias: true,
-      accumulate: true,
+      ...OFFSETS_AND_EPILOGUE,
       path: "texture",
     }, ++seed);
   }
