@@ -23,7 +23,7 @@ import type { Gpu } from "./device.ts";
 const SLOT = 256;
 /** Uniform slots per command buffer; a step that records more is split into several submits. */
 const SLOTS = 4096;
-/** Bind groups a recorder keeps for reuse (a RoBERTa-large step binds ~1400 distinct ones). */
+/** Bind groups a recorder keeps for reuse (a roberta-large training step and an evaluation pass bind ~1800). */
 export const BIND_GROUP_CACHE_MAX = 8192;
 
 /** Identity numbers of pipelines, buffers and views, for bind-group cache keys. */
