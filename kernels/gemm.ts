@@ -130,7 +130,8 @@ export const SMALL_BATCHED_TEXTURE_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 4
 /**
  * Switches of {@link gemm}'s kernel choices, for benchmarks that compare variants inside one program (e.g.
  * `deno task bench step --no-batched-texture`); library code leaves them at their defaults. `batchedTexture`:
- * whether `"auto"` may take the texture-fed kernel for batched products; `copyA`: whether the texture-fed
+ * whether `"auto"` may take the texture-fed kernel for batched products; `copyB`: whether it stages op(B) by a
+ * copy and a re-layout kernel where the layout allows (entry 28); `copyA`: whether the texture-fed
  * kernel stages op(A) by `copyBufferToTexture` when its layout allows (bench/NOTES.md entry 17).
  *
  * @example
@@ -139,9 +140,10 @@ export const SMALL_BATCHED_TEXTURE_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 4
  * gemmAutoOptions.copyA = false; // op(A) always packed by the packing kernel, never copied into its texture
  * ```
  */
-export const gemmAutoOptions: { batchedTexture: boolean; copyA: boolean } = {
+export const gemmAutoOptions: { batchedTexture: boolean; copyA: boolean; copyB: boolean } = {
   batchedTexture: true,
   copyA: true,
+  copyB: true,
 };
 
 /** Register-blocking of one GEMM kernel variant. */
@@ -411,6 +413,7 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
       batch: [outer, inner],
       strideC: sC,
       copyA: gemmAutoOptions.copyA,
+      copyB: gemmAutoOptions.copyB,
       packedB: args.packedB,
       c: args.c,
       bias: args.bias,

@@ -101,6 +101,11 @@ export interface TextureGemmArgs {
   strideC?: [number, number];
   /** Stage op(A) by `copyBufferToTexture` when {@link canCopyOperand} allows (default true; false for A/B tests). */
   copyA?: boolean;
+  /**
+   * Stage op(B) by `copyBufferToTexture` and a re-layout kernel when {@link copyModeB} allows (default true; false
+   * for A/B tests).
+   */
+  copyB?: boolean;
   /** op(B) is a frozen weight: keep its packed texture in this cache (unbatched products only). */
   packedB?: PackedWeightCache;
 }
@@ -221,11 +226,16 @@ function roundUp(v: number, q: number): number {
  * texels. Batched products use their own roles ("Az", "Bz": narrow and tall) so that they do not grow the
  * unbatched ones ("A", "B": wide) to the union of both shapes.
  */
-function packTexture(gpu: Gpu, role: "A" | "B" | "Az" | "Bz", width: number, height: number): CachedTexture {
+function packTexture(
+  gpu: Gpu,
+  role: "A" | "B" | "Az" | "Bz" | "Bs" | "Bc" | "Bsz" | "Bcz",
+  width: number,
+  height: number,
+): CachedTexture {
   const max = gpu.limits.maxTextureDimension2D;
   return cachedTexture(gpu, `gemm-pack-${role}`, width, height, (old) => [
-    // Batched `At` is narrow (ceil(k/4) = 16 or 32 texels for attention): round its width finely.
-    Math.min(max, Math.max(old?.width ?? 0, roundUp(width, role === "Az" ? 8 : 64))),
+    // Batched `At` and staging textures are narrow (16 or 32 texels for attention): round their width finely.
+    Math.min(max, Math.max(old?.width ?? 0, roundUp(width, role.endsWith("z") && role !== "Bz" ? 8 : 64))),
     Math.min(max, Math.max(old?.height ?? 0, roundUp(height, 256))),
   ]);
 }
@@ -250,6 +260,67 @@ export function canCopyOperand(op: PackedOperand, k: number, batches = 1): boole
   const bs = op.bs ?? [0, 0];
   const aligned = [op.off, ...(batches > 1 ? bs : [])].every((v) => v % 4 === 0);
   return op.ps === 1 && k % 4 === 0 && (op.rs * 4) % 256 === 0 && aligned;
+}
+
+/**
+ * WGSL of the re-layout kernels that turn op(B) copied into a staging texture into `Bt` (texel (j, z·kq + q) =
+ * op(B)[4q..4q+3, j] of batch element z, zero past k):
+ * - `"rows"`: the staging texture holds op(B)'s rows j as copied, texel (q, z·rows + j) (rows contiguous along
+ *   k); one invocation moves one texel.
+ * - `"cols"`: it holds op(B)'s k rows of n = `rows` floats as copied, texel (c, z·k + p) = op(B)[p, 4c..4c+3]
+ *   (contiguous along n, n a multiple of 4); one invocation transposes a 4 × 4 block.
+ */
+export function relayoutWgsl(mode: "rows" | "cols"): string {
+  const body = mode === "rows"
+    ? `
+  let j = g.x;
+  let q = g.y;
+  if (j >= p.rows || q >= p.kq) { return; }
+  textureStore(D, vec2<u32>(j, g.z * p.kq + q), textureLoad(S, vec2<u32>(q, g.z * p.rows + j)));`
+    : `
+  let c = g.x;
+  let q = g.y;
+  if (c * 4u >= p.rows || q >= p.kq) { return; }
+  var t: array<vec4<f32>, 4>;
+  for (var u = 0u; u < 4u; u++) {
+    if (q * 4u + u < p.k) { t[u] = textureLoad(S, vec2<u32>(c, g.z * p.k + q * 4u + u)); }
+  }
+  for (var v = 0u; v < 4u; v++) {
+    textureStore(D, vec2<u32>(c * 4u + v, g.z * p.kq + q), vec4<f32>(t[0][v], t[1][v], t[2][v], t[3][v]));
+  }`;
+  return /* wgsl */ `
+struct P { rows: u32, k: u32, kq: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var S: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var D: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {${body}
+}
+`;
+}
+
+/**
+ * How op(B) can reach `Bt` by `copyBufferToTexture` (memcpy speed on llvmpipe) and a re-layout kernel
+ * ({@link relayoutWgsl}) instead of the packing kernel's per-lane scalar loads (bench/NOTES.md entry 28):
+ * `"rows"` when its rows are contiguous along k as {@link canCopyOperand} requires (y = x·Wᵀ, K in Q·Kᵀ),
+ * `"cols"` when it is contiguous along n (rs = 1: dX = dY·W, V in P·V) with n a multiple of 4, a row stride of
+ * a multiple of 256 bytes and 16-byte aligned batch elements; null otherwise, or when `nz` batch elements of
+ * the staging texture would pass the adapter's texture height.
+ */
+export function copyModeB(
+  gpu: Gpu,
+  op: PackedOperand,
+  k: number,
+  nz: number,
+  batches = 1,
+): "rows" | "cols" | null {
+  const max = gpu.limits.maxTextureDimension2D;
+  if (canCopyOperand(op, k, batches)) return nz * op.rows <= max ? "rows" : null;
+  const bs = op.bs ?? [0, 0];
+  const aligned = [op.off, ...(batches > 1 ? bs : [])].every((v) => v % 4 === 0);
+  const cols = op.rs === 1 && op.rows % 4 === 0 && (op.ps * 4) % 256 === 0 && aligned;
+  return cols && nz * k <= max ? "cols" : null;
 }
 
 /**
@@ -308,6 +379,7 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
   const viewB = packed?.view ?? packTexture(gpu, batched ? "Bz" : "B", args.b.rows, chunk * kq).view;
   const views = [viewA, viewB];
   const copyA = (args.copyA ?? true) && canCopyOperand(args.a, k, batches);
+  const modeB = (args.copyB ?? true) ? copyModeB(gpu, args.b, k, chunk, batches) : null;
   for (let z0 = 0; z0 < batches; z0 += chunk) {
     const nz = Math.min(chunk, batches - z0);
     [args.a, args.b].forEach((op, i) => {
@@ -328,6 +400,36 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
         return;
       }
       if (kMajor && packed && !packed.fresh) return; // a frozen weight packed by an earlier product
+      if (kMajor && modeB) {
+        // Copy op(B) as stored into a staging texture, then re-layout it into Bt (entry 28 of bench/NOTES.md).
+        const [w, h, rowTexels, rowCount] = modeB === "rows"
+          ? [kq, op.rows, kq, op.rows]
+          : [op.rows / 4, k, op.rows / 4, k];
+        // Separate staging for batched products (narrow, tall) and weights (wide), so that neither grows to the
+        // other's shape.
+        const role = batched ? (modeB === "rows" ? "Bsz" : "Bcz") : (modeB === "rows" ? "Bs" : "Bc");
+        const { tex: texS, view: viewS } = packTexture(gpu, role, w, chunk * h);
+        for (let zl = 0; zl < nz; zl++) {
+          const z = z0 + zl;
+          const off = op.off + Math.floor(z / inner) * bs[0] + (z % inner) * bs[1];
+          rec.copyBufferToTexture(
+            { buffer: op.buf, offset: 4 * off, bytesPerRow: 4 * (modeB === "rows" ? op.rs : op.ps) },
+            { texture: texS, origin: [0, zl * h, 0] },
+            [rowTexels, rowCount, 1],
+          );
+        }
+        rec.dispatch({
+          pipeline: gpu.pipeline(`gemm-tex-relayout:${modeB}`, () => relayoutWgsl(modeB)),
+          buffers: [viewS, views[1]],
+          u32: [op.rows, k, kq],
+          groups: [Math.ceil((modeB === "rows" ? op.rows : op.rows / 4) / 8), Math.ceil(kq / 8), nz],
+          label: "gemm-relayout",
+          shape: `${op.rows}x${k}${batched ? `b${nz}` : ""}`,
+          flops: 0,
+          bytes: nz * 32 * op.rows * kq,
+        });
+        return;
+      }
       rec.dispatch({
         pipeline: gpu.pipeline(`gemm-tex-pack:kMajor${+kMajor}`, () => packWgsl(kMajor)),
         buffers: [op.buf, views[i]],

@@ -21,7 +21,13 @@ import {
   GPU_GEMM_TILE,
   NARROW_TEXTURE_TILE,
 } from "../kernels/gemm.ts";
-import { canCopyOperand, textureGemmChunk, type TextureGemmTile } from "../kernels/gemm_texture.ts";
+import {
+  canCopyOperand,
+  copyModeB,
+  type PackedOperand,
+  textureGemmChunk,
+  type TextureGemmTile,
+} from "../kernels/gemm_texture.ts";
 import {
   gemmSharedWgsl,
   LARGE_SHARED_GEMM_TILE,
@@ -546,6 +552,85 @@ Deno.test("gemm: texture-fed path with op(A) staged by copyBufferToTexture (256-
   ok(!canCopyOperand({ buf: null!, rows: 3, off: 0, rs: 60, ps: 1 }, 8));
   ok(!canCopyOperand({ buf: null!, rows: 3, off: 0, rs: 64, ps: 1 }, 6));
   ok(!canCopyOperand({ buf: null!, rows: 3, off: 0, rs: 64, ps: 1, bs: [6, 0] }, 8, 2));
+});
+
+Deno.test("gemm: texture-fed path stages op(B) by a copy and a re-layout kernel where its layout allows", async () => {
+  const gpu = await getGpu();
+  // Which layouts take which staging (n = rows of the operand, k its depth; PackedOperand as gemm builds it).
+  const byRows = (rs: number, off = 0): PackedOperand => ({ buf: null!, rows: 70, off, rs, ps: 1 });
+  const byCols = (rows: number, ps: number, off = 0): PackedOperand => ({ buf: null!, rows, off, rs: 1, ps });
+  strictEqual(copyModeB(gpu, byRows(64), 64, 1), "rows");
+  strictEqual(copyModeB(gpu, byRows(64), 62, 1), null); // k not whole texels
+  strictEqual(copyModeB(gpu, byRows(60), 60, 1), null); // row stride not a multiple of 256 bytes
+  strictEqual(copyModeB(gpu, byCols(60, 64), 37, 1), "cols");
+  strictEqual(copyModeB(gpu, byCols(70, 128), 37, 1), null); // n not a multiple of 4
+  strictEqual(copyModeB(gpu, byCols(60, 64, 2), 37, 1), null); // misaligned
+  strictEqual(copyModeB(gpu, byCols(60, 64), gpu.limits.maxTextureDimension2D, 2), null); // too tall
+  // Which kernels run, and the results against the float64 reference (ragged m, n, k; the pack kernel for A).
+  const labels: string[] = [];
+  const observe = async (c: Case, seed: number) => {
+    labels.length = 0;
+    const realDispatch = Recorder.prototype.dispatch;
+    Recorder.prototype.dispatch = function (d) {
+      labels.push(d.label);
+      realDispatch.call(this, d);
+    };
+    try {
+      await runCase(c, seed);
+    } finally {
+      Recorder.prototype.dispatch = realDispatch;
+    }
+    return labels.join(",");
+  };
+  let seed = 1000;
+  // y = x·Wᵀ with W [70, 64]: rows mode; A [37, 64] with row stride 66 is packed.
+  strictEqual(
+    await observe({ m: 37, n: 70, k: 64, lda: 66, transB: true, path: "texture" }, ++seed),
+    "gemm-pack,gemm-relayout,gemm-tex",
+  );
+  // dX = dY·W with op(B) = B [37, 60] (row stride 64): cols mode, k = 37 ragged; bias, alpha, accumulate.
+  strictEqual(
+    await observe({
+      m: 33,
+      n: 60,
+      k: 37,
+      lda: 40,
+      ldb: 64,
+      alpha: -0.7,
+      bias: true,
+      accumulate: true,
+      path: "texture",
+    }, ++seed),
+    "gemm-pack,gemm-relayout,gemm-tex",
+  );
+  // n = 70 is not a multiple of 4: the pack kernel stages B.
+  strictEqual(
+    await observe({ m: 33, n: 70, k: 37, lda: 40, ldb: 128, path: "texture" }, ++seed),
+    "gemm-pack,gemm-pack,gemm-tex",
+  );
+  // Batched, as attention's P·V (V [seq, d] per head inside [batch·seq, hidden], cols mode; P packed, its rows
+  // of 13 floats not 16-byte aligned) and Q·Kᵀ (rows mode; Q copied).
+  const seq = 13, d = 16, heads = 4, hidden = heads * d, batch = 3;
+  const tok: [number, number] = [seq * hidden, d];
+  strictEqual(
+    await observe({
+      m: seq,
+      n: d,
+      k: seq,
+      ldb: hidden,
+      ldc: hidden,
+      batch: [batch, heads],
+      strideA: [heads * seq * seq, seq * seq],
+      strideB: tok,
+      strideC: tok,
+      path: "texture",
+    }, ++seed),
+    "gemm-pack,gemm-relayout,gemm-tex",
+  );
+  strictEqual(
+    await observe({ ...scoresCase(batch, heads, seq, d, 0.25), path: "texture" }, ++seed),
+    "gemm-relayout,gemm-tex",
+  );
 });
 
 Deno.test("gemm: a frozen B packed once is reused, re-packed after forget, and skipped past the budget", async () => {
