@@ -402,9 +402,8 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
       if (kMajor && packed && !packed.fresh) return; // a frozen weight packed by an earlier product
       if (kMajor && modeB) {
         // Copy op(B) as stored into a staging texture, then re-layout it into Bt (entry 28 of bench/NOTES.md).
-        const [w, h, rowTexels, rowCount] = modeB === "rows"
-          ? [kq, op.rows, kq, op.rows]
-          : [op.rows / 4, k, op.rows / 4, k];
+        // Per batch element: rows × kq texels (rows mode) or k × rows/4 (cols mode), as stored.
+        const [w, h] = modeB === "rows" ? [kq, op.rows] : [op.rows / 4, k];
         // Separate staging for batched products (narrow, tall) and weights (wide), so that neither grows to the
         // other's shape.
         const role = batched ? (modeB === "rows" ? "Bsz" : "Bcz") : (modeB === "rows" ? "Bs" : "Bc");
@@ -415,7 +414,7 @@ export function gemmTexture(rec: Recorder, args: TextureGemmArgs): void {
           rec.copyBufferToTexture(
             { buffer: op.buf, offset: 4 * off, bytesPerRow: 4 * (modeB === "rows" ? op.rs : op.ps) },
             { texture: texS, origin: [0, zl * h, 0] },
-            [rowTexels, rowCount, 1],
+            [w, h, 1],
           );
         }
         rec.dispatch({
