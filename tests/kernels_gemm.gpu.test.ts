@@ -167,11 +167,13 @@ function scoresCase(batch: number, heads: number, seq: number, d: number, alpha 
   };
 }
 
-Deno.test("gemm: two-level batching as in attention (per batch, per head)", async () => {
-  const batch = 2, heads = 3, seq = 7, d = 5, hidden = heads * d;
-  await runCase(scoresCase(batch, heads, seq, d), 20);
-  // probs · V: out[b, :, h*d:(h+1)*d] = P_bh V_bh, written into a strided [batch*seq, hidden] output.
-  await runCase({
+/**
+ * Attention's context as a batched product: P [batch, heads, seq, seq] times V of [batch·seq, heads·d] with heads
+ * of width d, C[b, :, h·d:(h+1)·d] = P_bh V_bh into a strided [batch·seq, heads·d] output.
+ */
+function contextCase(batch: number, heads: number, seq: number, d: number): Case {
+  const hidden = heads * d, tok: [number, number] = [seq * hidden, d];
+  return {
     m: seq,
     n: d,
     k: seq,
@@ -179,9 +181,15 @@ Deno.test("gemm: two-level batching as in attention (per batch, per head)", asyn
     ldc: hidden,
     batch: [batch, heads],
     strideA: [heads * seq * seq, seq * seq],
-    strideB: [seq * hidden, d],
-    strideC: [seq * hidden, d],
-  }, 21);
+    strideB: tok,
+    strideC: tok,
+  };
+}
+
+Deno.test("gemm: two-level batching as in attention (per batch, per head)", async () => {
+  const batch = 2, heads = 3, seq = 7, d = 5;
+  await runCase(scoresCase(batch, heads, seq, d), 20);
+  await runCase(contextCase(batch, heads, seq, d), 21);
   // Batched with transA, accumulate and offsets.
   await runCase({
     m: 6,
@@ -610,21 +618,9 @@ Deno.test("gemm: texture-fed path stages op(B) by a copy and a re-layout kernel 
   );
   // Batched, as attention's P·V (V [seq, d] per head inside [batch·seq, hidden], cols mode; P packed, its rows
   // of 13 floats not 16-byte aligned) and Q·Kᵀ (rows mode; Q copied).
-  const seq = 13, d = 16, heads = 4, hidden = heads * d, batch = 3;
-  const tok: [number, number] = [seq * hidden, d];
+  const seq = 13, d = 16, heads = 4, batch = 3;
   strictEqual(
-    await observe({
-      m: seq,
-      n: d,
-      k: seq,
-      ldb: hidden,
-      ldc: hidden,
-      batch: [batch, heads],
-      strideA: [heads * seq * seq, seq * seq],
-      strideB: tok,
-      strideC: tok,
-      path: "texture",
-    }, ++seed),
+    await observe({ ...contextCase(batch, heads, seq, d), path: "texture" }, ++seed),
     "gemm-pack,gemm-relayout,gemm-tex",
   );
   strictEqual(
