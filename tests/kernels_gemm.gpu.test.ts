@@ -28,12 +28,7 @@ import {
   textureGemmChunk,
   type TextureGemmTile,
 } from "../kernels/gemm_texture.ts";
-import {
-  gemmSharedWgsl,
-  LARGE_SHARED_GEMM_TILE,
-  SHARED_GEMM_TILE,
-  type SharedGemmTile,
-} from "../kernels/gemm_shared.ts";
+import { LARGE_SHARED_GEMM_TILE, SHARED_GEMM_TILE, type SharedGemmTile } from "../kernels/gemm_shared.ts";
 import { PackedWeightCache } from "../kernels/packed_weights.ts";
 import { gemmRef, type GemmRefArgs } from "../kernels/reference/gemm.ts";
 import { assertClose, poison, randomF32 } from "./util.ts";
@@ -49,6 +44,8 @@ type Case = GemmRefArgs & {
   sharedTile?: SharedGemmTile;
   /** Dispatches the call must record (e.g. 2 per chunk when op(A) is copied instead of packed). */
   dispatches?: number;
+  /** The kernels the call must run, in order: their pipeline keys up to the first ":" joined by ",". */
+  kernels?: string;
 };
 
 /** Elements one operand spans for all batch elements (plus slack). */
@@ -87,13 +84,22 @@ async function runCase(c: Case, seed: number): Promise<void> {
   const bufA = gpu.upload(a, "A"), bufB = gpu.upload(b, "B"), bufC = gpu.upload(c0, "C");
   const bufBias = bias ? gpu.upload(bias, "bias") : undefined;
   const rec = new Recorder(gpu);
-  const { dispatches, ...shape } = c;
+  const { dispatches, kernels, ...shape } = c;
+  const ran: string[] = [];
+  if (kernels !== undefined) {
+    rec.observer = {
+      onDispatch: (d) => void ran.push(d.pipeline.label.split(":")[0]),
+      beforeFinish: () => {},
+      afterSubmit: () => {},
+    };
+  }
   const args: GemmArgs = { ...shape, a: bufA, b: bufB, c: bufC, bias: bufBias };
   gemm(rec, args);
   if (dispatches !== undefined) {
     strictEqual(rec.dispatchCount, dispatches, `dispatches of ${JSON.stringify(c)}`);
   }
   const got = await rec.read(bufC, lenC);
+  if (kernels !== undefined) strictEqual(ran.join(","), kernels, `kernels of ${JSON.stringify(c)}`);
   const gotAddr: number[] = [], wantAddr: number[] = [];
   for (let i = 0; i < lenC; i++) {
     if (addressed[i]) {
@@ -308,15 +314,9 @@ Deno.test("gemm: workgroup-memory path (GPU adapters' default), forced, for ever
     // Q·Kᵀ per (batch, head) with heads of width 16 inside a 48-wide hidden, seq 19.
     await runCase({ ...scoresCase(2, 3, 19, 16, 0.25), path, sharedTile, dispatches: 1 }, ++seed);
   }
-  // "auto" takes it on GPU adapters only.
-  const wgsl = gemmSharedWgsl(SHARED_GEMM_TILE, {
-    transA: false,
-    transB: true,
-    bias: false,
-    accumulate: false,
-  });
-  ok(wgsl.includes("workgroupBarrier()") && wgsl.includes("var<workgroup> As: array<f32, 1024>"));
-  if (!gpu.isCpu) await runCase({ m: 65, n: 67, k: 130, dispatches: 1 }, ++seed);
+  // "auto" takes it on GPU adapters only (the texture-fed kernel on CPU adapters at this size).
+  const kernels = gpu.isCpu ? "gemm-tex-pack,gemm-tex-pack,gemm-tex" : "gemm-shared";
+  await runCase({ m: 65, n: 67, k: 130, kernels }, ++seed);
 });
 
 Deno.test("gemm: texture-fed path (CPU adapters' large products), forced on ragged shapes", async () => {
@@ -575,57 +575,46 @@ Deno.test("gemm: texture-fed path stages op(B) by a copy and a re-layout kernel 
   strictEqual(copyModeB(gpu, byCols(60, 64, 2), 37, 1), null); // misaligned
   strictEqual(copyModeB(gpu, byCols(60, 64), gpu.limits.maxTextureDimension2D, 2), null); // too tall
   // Which kernels run, and the results against the float64 reference (ragged m, n, k; the pack kernel for A).
-  const labels: string[] = [];
-  const observe = async (c: Case, seed: number) => {
-    labels.length = 0;
-    const realDispatch = Recorder.prototype.dispatch;
-    Recorder.prototype.dispatch = function (d) {
-      labels.push(d.label);
-      realDispatch.call(this, d);
-    };
-    try {
-      await runCase(c, seed);
-    } finally {
-      Recorder.prototype.dispatch = realDispatch;
-    }
-    return labels.join(",");
-  };
   let seed = 1000;
+  const PACK = "gemm-tex-pack", RELAYOUT = "gemm-tex-relayout", GEMM = "gemm-tex";
   // y = x·Wᵀ with W [70, 64]: rows mode; A [37, 64] with row stride 66 is packed.
-  strictEqual(
-    await observe({ m: 37, n: 70, k: 64, lda: 66, transB: true, path: "texture" }, ++seed),
-    "gemm-pack,gemm-relayout,gemm-tex",
-  );
+  await runCase({
+    m: 37,
+    n: 70,
+    k: 64,
+    lda: 66,
+    transB: true,
+    path: "texture",
+    kernels: [PACK, RELAYOUT, GEMM].join(","),
+  }, ++seed);
   // dX = dY·W with op(B) = B [37, 60] (row stride 64): cols mode, k = 37 ragged; bias, alpha, accumulate.
-  strictEqual(
-    await observe({
-      m: 33,
-      n: 60,
-      k: 37,
-      lda: 40,
-      ldb: 64,
-      alpha: -0.7,
-      bias: true,
-      accumulate: true,
-      path: "texture",
-    }, ++seed),
-    "gemm-pack,gemm-relayout,gemm-tex",
-  );
+  await runCase({
+    m: 33,
+    n: 60,
+    k: 37,
+    lda: 40,
+    ldb: 64,
+    alpha: -0.7,
+    bias: true,
+    accumulate: true,
+    path: "texture",
+    kernels: [PACK, RELAYOUT, GEMM].join(","),
+  }, ++seed);
   // n = 70 is not a multiple of 4: the pack kernel stages B.
-  strictEqual(
-    await observe({ m: 33, n: 70, k: 37, lda: 40, ldb: 128, path: "texture" }, ++seed),
-    "gemm-pack,gemm-pack,gemm-tex",
+  await runCase(
+    { m: 33, n: 70, k: 37, lda: 40, ldb: 128, path: "texture", kernels: [PACK, PACK, GEMM].join(",") },
+    ++seed,
   );
   // Batched, as attention's P·V (V [seq, d] per head inside [batch·seq, hidden], cols mode; P packed, its rows
   // of 13 floats not 16-byte aligned) and Q·Kᵀ (rows mode; Q copied).
   const seq = 13, d = 16, heads = 4, batch = 3;
-  strictEqual(
-    await observe({ ...contextCase(batch, heads, seq, d), path: "texture" }, ++seed),
-    "gemm-pack,gemm-relayout,gemm-tex",
+  await runCase(
+    { ...contextCase(batch, heads, seq, d), path: "texture", kernels: [PACK, RELAYOUT, GEMM].join(",") },
+    ++seed,
   );
-  strictEqual(
-    await observe({ ...scoresCase(batch, heads, seq, d, 0.25), path: "texture" }, ++seed),
-    "gemm-relayout,gemm-tex",
+  await runCase(
+    { ...scoresCase(batch, heads, seq, d, 0.25), path: "texture", kernels: [RELAYOUT, GEMM].join(",") },
+    ++seed,
   );
 });
 
