@@ -1,11 +1,12 @@
 /**
  * `deno task bench gemm [--reps N] [--inner N] [--peak-gflops P] [--no-baseline] [--no-ts] [--attention-only]
- * [--attention-shape B,heads,T,d]`: the WGSL GEMM on the projection shapes of roberta-large (y = x·Wᵀ, sizes
+ * [--attention-shape B,heads,T,d] [--lora-only]`: the WGSL GEMM on the projection shapes of roberta-large (y = x·Wᵀ, sizes
  * given as M×K×N: M tokens, K input features, N output features) and on the LoRA shapes (r = 8), against a
  * plain TypeScript triple loop (timed on a block of rows and scaled) and a reference library's fp32 matmul
  * (bench/gemm_baseline.py): numpy (OpenBLAS) on CPU adapters, torch on CUDA (TF32 off) on GPU adapters, so
  * that the baseline runs on the same processor as our kernels. Also times the masked-LoRA forward and backward
- * kernels.
+ * kernels (`--lora-only`: nothing else), each with its sums over rows or features done both ways (one pass,
+ * splits).
  *
  * Each timing records `--inner` products into one command buffer and divides (default 1 on CPU adapters, where
  * one product takes milliseconds; 20 on GPU adapters, where a single submit and wait would dominate).
@@ -17,7 +18,7 @@ import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
 import { autoTexturePath, gemm, gemmTileFor } from "../kernels/gemm.ts";
 import { TEXTURE_GEMM_TILE } from "../kernels/gemm_texture.ts";
-import { loraBackward, loraForward } from "../kernels/lora.ts";
+import { LORA_SPLIT_COLS, LORA_SPLIT_ROWS, loraBackward, loraForward } from "../kernels/lora.ts";
 import { LARGE_SHARED_GEMM_TILE } from "../kernels/gemm_shared.ts";
 
 /** Shapes as [M, K, N] of y[M, N] = x[M, K] · W[N, K]ᵀ. */
@@ -289,6 +290,7 @@ export async function run(args: string[]): Promise<void> {
     await attentionProducts(new Recorder(gpu), reps, shape);
     return;
   }
+  if (flag("--lora-only")) return await loraBranch(new Recorder(gpu), reps);
   const base = flag("--no-baseline") || flag("--no-numpy")
     ? "baseline: skipped (--no-baseline)"
     : await baselineRates(gpu.isCpu, reps, innerReps);
@@ -387,6 +389,16 @@ export async function run(args: string[]): Promise<void> {
     for (const b of [dy, w, x, dx, dw]) b.destroy();
   }
   await attentionProducts(rec, reps);
+  await loraBranch(rec, reps);
+}
+
+/**
+ * The masked LoRA branch of one adapted projection (roberta-large q/v: 1024 -> 1024, r = 8, lora_dropout 0.1),
+ * forward and backward; the backward's dA and dB also with the other reduction over the rows (one pass or row
+ * splits, {@link LORA_SPLIT_ROWS}) in the same run.
+ */
+async function loraBranch(rec: Recorder, reps: number): Promise<void> {
+  const gpu = rec.gpu;
   // The masked LoRA branch of one adapted projection (roberta-large q/v: 1024 -> 1024, r = 8, lora_dropout 0.1).
   const m = 2048, nIn = 1024, nOut = 1024, r = 8;
   const bufs = {
@@ -413,16 +425,39 @@ export async function run(args: string[]): Promise<void> {
   };
   const fSec = await timeGpu(gpu.device, rec, reps, () => loraForward(rec, { ...bufs, ...lora }));
   const bSec = await timeGpu(gpu.device, rec, reps, () => loraBackward(rec, { ...bufs, ...lora }));
+  // The other way to reduce t over nIn and dA and dB over the m rows, in the same run: one pass on GPUs, splits
+  // on CPUs.
+  const otherCols = gpu.isCpu ? LORA_SPLIT_COLS : nIn, otherRows = gpu.isCpu ? LORA_SPLIT_ROWS : m;
+  const foSec = await timeGpu(
+    gpu.device,
+    rec,
+    reps,
+    () => loraForward(rec, { ...bufs, ...lora, splitCols: otherCols }),
+  );
+  const oSec = await timeGpu(
+    gpu.device,
+    rec,
+    reps,
+    () => loraBackward(rec, { ...bufs, ...lora, splitRows: otherRows }),
+  );
   const fFlops = 2 * m * r * (nIn + nOut), bFlops = 2 * m * r * (2 * nOut + 2 * nIn);
   console.log(
     `loraForward  ${m}×${nIn}→${nOut} r=${r} p=0.1: ${ms(fSec)} ms, ${
       (fFlops / fSec / 1e9).toFixed(2)
-    } GFLOP/s`,
+    } GFLOP/s (t ${gpu.isCpu ? "in one pass" : `in splits of ${LORA_SPLIT_COLS} features`}) | ${
+      ms(foSec)
+    } ms with ${gpu.isCpu ? `splits of ${LORA_SPLIT_COLS} features` : "one pass"} (default ${
+      (foSec / fSec).toFixed(2)
+    }x as fast)`,
   );
   console.log(
     `loraBackward ${m}×${nIn}→${nOut} r=${r} p=0.1 (dA, dB, dx): ${ms(bSec)} ms, ${
       (bFlops / bSec / 1e9).toFixed(2)
-    } GFLOP/s`,
+    } GFLOP/s (dA, dB ${gpu.isCpu ? "in one pass" : `in splits of ${LORA_SPLIT_ROWS} rows`}) | ${
+      ms(oSec)
+    } ms with ${gpu.isCpu ? `splits of ${LORA_SPLIT_ROWS} rows` : "one pass"} (default ${
+      (oSec / bSec).toFixed(2)
+    }x as fast)`,
   );
   for (const b of Object.values(bufs)) b.destroy();
 }

@@ -54,6 +54,13 @@ export interface LoraForwardArgs {
   dropout?: number;
   /** Dropout key [k0, k1, k2, k3] (required when dropout > 0). */
   dropKey?: [number, number, number, number];
+  /**
+   * Input features per split of the down-projection's sum over nIn (rounded up to a multiple of 4 where it reads
+   * vec4s): each split writes a partial t into a per-Gpu scratch buffer and a second kernel adds them up.
+   * Default: nIn (one pass) on CPU adapters, {@link LORA_SPLIT_COLS} on GPUs, where one invocation per row
+   * leaves the card nearly idle.
+   */
+  splitCols?: number;
 }
 
 /** Arguments of {@link loraBackward}. */
@@ -99,7 +106,26 @@ export interface LoraBackwardArgs {
    * when a larger m·r is needed, and reused (dispatches run in order, so sequential layers can share it).
    */
   scratch?: GPUBuffer;
+  /**
+   * Rows per split of the dA and dB reductions over the m rows: each split sums its rows into a per-Gpu scratch
+   * buffer, and a second kernel adds the splits up (in split order). Default: m (one pass, no scratch) on CPU
+   * adapters, {@link LORA_SPLIT_ROWS} on GPUs, where one invocation per column looping over every row leaves
+   * the card nearly idle.
+   */
+  splitRows?: number;
 }
+
+/**
+ * Rows per split of LoRA's dA and dB reductions on GPU adapters (see {@link LoraBackwardArgs.splitRows}). With
+ * m = 1024 tokens this gives 32 splits, i.e. 32 × nIn invocations instead of nIn.
+ */
+export const LORA_SPLIT_ROWS = 32;
+
+/**
+ * Input features per split of LoRA's down-projection on GPU adapters (see {@link LoraForwardArgs.splitCols}).
+ * With nIn = 1024 this gives 16 splits, i.e. 16 × m invocations instead of m.
+ */
+export const LORA_SPLIT_COLS = 64;
 
 const scratchCache = new WeakMap<Gpu, Map<string, GPUBuffer>>();
 
@@ -118,6 +144,11 @@ function scratchFor(gpu: Gpu, role: string, elements: number): GPUBuffer {
 
 interface Dims {
   m: number;
+  /**
+   * A split reduction's length per split, in its loop's steps (rows of dA and dB, texels or columns of the
+   * down-projection), and the number of splits (default: one pass).
+   */
+  split?: { chunk: number; count: number };
   nIn: number;
   nOut: number;
   r: number;
@@ -160,9 +191,15 @@ function validate(kernel: string, d: Dims, bufs: [string, GPUBuffer | undefined,
   }
 }
 
-/** Uniform layout shared by every LoRA kernel: u32 m, nIn, nOut, thr, k0..k3; f32 scale, invKeep. */
+/**
+ * Uniform layout shared by every LoRA kernel: u32 m, nIn, nOut, thr, k0..k3, chunk (loop steps per split of a
+ * split reduction), splits (their number); f32 scale, invKeep.
+ */
 const PARAMS = /* wgsl */ `
-struct P { m: u32, nIn: u32, nOut: u32, thr: u32, k0: u32, k1: u32, k2: u32, k3: u32, scale: f32, invKeep: f32 }
+struct P {
+  m: u32, nIn: u32, nOut: u32, thr: u32, k0: u32, k1: u32, k2: u32, k3: u32, chunk: u32, splits: u32,
+  scale: f32, invKeep: f32,
+}
 @group(0) @binding(0) var<uniform> p: P;
 `;
 
@@ -197,7 +234,20 @@ const WG2 = 8;
  * operands read from textures staged by `texture_stage.ts` (llvmpipe's storage-buffer loads cost ~10 ns per
  * lane, texture loads are vectorised); they need r % 4 == 0 and the staged matrix's width a multiple of 64.
  */
-type LoraKernel = "down" | "down4" | "maskB" | "maskA" | "dB" | "dA" | "dx" | "down4T" | "dAT" | "dBT";
+type LoraKernel =
+  | "down"
+  | "down4"
+  | "maskB"
+  | "maskA"
+  | "dB"
+  | "dA"
+  | "dx"
+  | "down4T"
+  | "dAT"
+  | "dBT"
+  | "dAsum"
+  | "dBsum"
+  | "downsum";
 
 /** The WGSL of one LoRA kernel variant (exported for inspection). */
 export function loraWgsl(
@@ -205,6 +255,7 @@ export function loraWgsl(
   r: number,
   drop: boolean,
   acc: boolean,
+  split = false,
 ) {
   const usesDrop = usesDropout(kind);
   const head = PARAMS + (usesDrop ? dropWgsl(drop) : "");
@@ -222,7 +273,8 @@ export function loraWgsl(
 ${unroll(r, "  var a$q = 0.0;")}
   let n4 = p.nIn / 4u;
   let row4 = i * n4;
-  for (var c = 0u; c < n4; c++) {
+  let c0 = g.y * p.chunk;
+  for (var c = c0; c < min(n4, c0 + p.chunk); c++) {
     let mask = textureLoad(MA, vec2<u32>(c, 0u));
     if (all(mask == vec4<f32>(0.0))) { continue; }
     let e = (row4 + c) * 4u;
@@ -230,7 +282,7 @@ ${unroll(r, "  var a$q = 0.0;")}
     let xv = textureLoad(X, vec2<u32>(c, i)) * mask * f;
 ${unroll(r, "    a$q += dot(xv, textureLoad(A, vec2<u32>(c, $qu)));")}
   }
-${unroll(r, `  T[i * ${r}u + $qu] = a$q;`)}
+${unroll(r, split ? `  T[(g.y * p.m + i) * ${r}u + $qu] = a$q;` : `  T[i * ${r}u + $qu] = a$q;`)}
 }`;
     case "dAT": // dA with DT [m, r] flat-staged (r % 4 == 0) and X [m, nIn] matrix-staged (nIn % 64 == 0)
       return head + FLAT_TEXEL_WGSL +
@@ -241,14 +293,22 @@ ${unroll(r, `  T[i * ${r}u + $qu] = a$q;`)}
   let mask = MA[c];
 ${unroll(r, "  var a$q = 0.0;")}
   if (mask != 0.0) {
-    for (var i = 0u; i < p.m; i++) {
+    let i0 = g.y * p.chunk;
+    for (var i = i0; i < min(p.m, i0 + p.chunk); i++) {
       let idx = i * p.nIn + c;
       let xv = textureLoad(X, vec2<u32>(c >> 2u, i))[c & 3u] * drop_factor(idx);
 ${unroll(r / 4, `      let d$q = textureLoad(DT, flat_texel(i * ${r / 4}u + $qu));`)}
 ${Array.from({ length: r }, (_, q) => `      a${q} += d${q >> 2}[${q & 3}] * xv;`).join("\n")}
     }
   }
-${unroll(r, "  " + store(`DA[$qu * p.nIn + c]`, "select(0.0, mask * a$q, mask != 0.0)"))}
+${
+        unroll(
+          r,
+          "  " + (split
+            ? `DA[(g.y * ${r}u + $qu) * p.nIn + c] = a$q;`
+            : store(`DA[$qu * p.nIn + c]`, "select(0.0, mask * a$q, mask != 0.0)")),
+        )
+      }
 }`;
     case "dBT": // dB with DY [m, nOut] matrix-staged (nOut % 64 == 0) and T [m, r] flat-staged (r % 4 == 0)
       return head + FLAT_TEXEL_WGSL +
@@ -259,14 +319,22 @@ ${unroll(r, "  " + store(`DA[$qu * p.nIn + c]`, "select(0.0, mask * a$q, mask !=
   let mask = MB[j];
 ${unroll(r, "  var a$q = 0.0;")}
   if (mask != 0.0) {
-    for (var i = 0u; i < p.m; i++) {
+    let i0 = g.y * p.chunk;
+    for (var i = i0; i < min(p.m, i0 + p.chunk); i++) {
       let d = textureLoad(DY, vec2<u32>(j >> 2u, i))[j & 3u];
 ${unroll(r / 4, `      let t$q = textureLoad(T, flat_texel(i * ${r / 4}u + $qu));`)}
 ${Array.from({ length: r }, (_, q) => `      a${q} += d * t${q >> 2}[${q & 3}];`).join("\n")}
     }
   }
   let f = p.scale * mask;
-${unroll(r, "  " + store(`DB[j * ${r}u + $qu]`, "select(0.0, f * a$q, mask != 0.0)"))}
+${
+        unroll(
+          r,
+          "  " + (split
+            ? `DB[(g.y * p.nOut + j) * ${r}u + $qu] = a$q;`
+            : store(`DB[j * ${r}u + $qu]`, "select(0.0, f * a$q, mask != 0.0)")),
+        )
+      }
 }`;
     case "down": // t[i, q] = Σ_c drop(x[i,c]) mA[c] A[q, c]   — one invocation per row
       return head + [decl(1, "X"), decl(2, "A"), decl(3, "MA"), decl(4, "T", true)].join("\n") + `
@@ -275,13 +343,14 @@ ${unroll(r, "  " + store(`DB[j * ${r}u + $qu]`, "select(0.0, f * a$q, mask != 0.
   if (i >= p.m) { return; }
 ${unroll(r, "  var a$q = 0.0;")}
   let row = i * p.nIn;
-  for (var c = 0u; c < p.nIn; c++) {
+  let c0 = g.y * p.chunk;
+  for (var c = c0; c < min(p.nIn, c0 + p.chunk); c++) {
     let mask = MA[c];
     if (mask == 0.0) { continue; }
     let xv = X[row + c] * mask * drop_factor(row + c);
 ${unroll(r, "    a$q += xv * A[$qu * p.nIn + c];")}
   }
-${unroll(r, `  T[i * ${r}u + $qu] = a$q;`)}
+${unroll(r, split ? `  T[(g.y * p.m + i) * ${r}u + $qu] = a$q;` : `  T[i * ${r}u + $qu] = a$q;`)}
 }`;
     case "down4": // the same, reading x, A and mA as vec4 along the input features (nIn % 4 == 0)
       return head + [
@@ -296,7 +365,8 @@ ${unroll(r, `  T[i * ${r}u + $qu] = a$q;`)}
 ${unroll(r, "  var a$q = 0.0;")}
   let n4 = p.nIn / 4u;
   let row4 = i * n4;
-  for (var c = 0u; c < n4; c++) {
+  let c0 = g.y * p.chunk;
+  for (var c = c0; c < min(n4, c0 + p.chunk); c++) {
     let mask = MA[c];
     if (all(mask == vec4<f32>(0.0))) { continue; }
     let e = (row4 + c) * 4u;
@@ -304,7 +374,43 @@ ${unroll(r, "  var a$q = 0.0;")}
     let xv = X[row4 + c] * mask * f;
 ${unroll(r, "    a$q += dot(xv, A[$qu * n4 + c]);")}
   }
-${unroll(r, `  T[i * ${r}u + $qu] = a$q;`)}
+${unroll(r, split ? `  T[(g.y * p.m + i) * ${r}u + $qu] = a$q;` : `  T[i * ${r}u + $qu] = a$q;`)}
+}`;
+    case "dAsum": // dA[q, c] (=|+=) mA[c] Σ_z part[z, q, c] over the row splits   — one invocation per element
+      return head + [decl(1, "PART"), decl(2, "MA"), decl(3, "DA", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let e = g.x;
+  let n = ${r}u * p.nIn;
+  if (e >= n) { return; }
+  let mask = MA[e % p.nIn];
+  var s = 0.0;
+  if (mask != 0.0) {
+    for (var z = 0u; z < p.splits; z++) { s += PART[z * n + e]; }
+  }
+  ${store("DA[e]", "select(0.0, mask * s, mask != 0.0)")}
+}`;
+    case "dBsum": // dB[j, q] (=|+=) s mB[j] Σ_z part[z, j, q] over the row splits   — one invocation per element
+      return head + [decl(1, "PART"), decl(2, "MB"), decl(3, "DB", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let e = g.x;
+  let n = ${r}u * p.nOut;
+  if (e >= n) { return; }
+  let mask = MB[e / ${r}u];
+  var s = 0.0;
+  if (mask != 0.0) {
+    for (var z = 0u; z < p.splits; z++) { s += PART[z * n + e]; }
+  }
+  ${store("DB[e]", "select(0.0, p.scale * mask * s, mask != 0.0)")}
+}`;
+    case "downsum": // t[i, q] = Σ_z part[z, i, q] over the column splits   — one invocation per element
+      return head + [decl(1, "PART"), decl(2, "T", true)].join("\n") + `
+@compute @workgroup_size(${WG1}) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let e = g.x;
+  let n = p.m * ${r}u;
+  if (e >= n) { return; }
+  var s = 0.0;
+  for (var z = 0u; z < p.splits; z++) { s += PART[z * n + e]; }
+  T[e] = s;
 }`;
     case "maskB": // bHat[j, q] = B[j, q] mB[j]   — one invocation per element (exact: mB is 0 or 1)
       return head + [decl(1, "B"), decl(2, "MB"), decl(3, "BH", true)].join("\n") + `
@@ -329,13 +435,21 @@ ${unroll(r, `  T[i * ${r}u + $qu] = a$q;`)}
   let mask = MB[j];
 ${unroll(r, "  var a$q = 0.0;")}
   if (mask != 0.0) {
-    for (var i = 0u; i < p.m; i++) {
+    let i0 = g.y * p.chunk;
+    for (var i = i0; i < min(p.m, i0 + p.chunk); i++) {
       let d = DY[i * p.nOut + j];
 ${unroll(r, `      a$q += d * T[i * ${r}u + $qu];`)}
     }
   }
   let f = p.scale * mask;
-${unroll(r, "  " + store(`DB[j * ${r}u + $qu]`, "select(0.0, f * a$q, mask != 0.0)"))}
+${
+        unroll(
+          r,
+          "  " + (split
+            ? `DB[(g.y * p.nOut + j) * ${r}u + $qu] = a$q;`
+            : store(`DB[j * ${r}u + $qu]`, "select(0.0, f * a$q, mask != 0.0)")),
+        )
+      }
 }`;
     case "dA": // dA[q, c] (=|+=) mA[c] Σ_i dt[i,q] drop(x[i,c])   — one invocation per input column c
       return head + [decl(1, "DT"), decl(2, "X"), decl(3, "MA"), decl(4, "DA", true)].join("\n") + `
@@ -345,13 +459,21 @@ ${unroll(r, "  " + store(`DB[j * ${r}u + $qu]`, "select(0.0, f * a$q, mask != 0.
   let mask = MA[c];
 ${unroll(r, "  var a$q = 0.0;")}
   if (mask != 0.0) {
-    for (var i = 0u; i < p.m; i++) {
+    let i0 = g.y * p.chunk;
+    for (var i = i0; i < min(p.m, i0 + p.chunk); i++) {
       let idx = i * p.nIn + c;
       let xv = X[idx] * drop_factor(idx);
 ${unroll(r, `      a$q += DT[i * ${r}u + $qu] * xv;`)}
     }
   }
-${unroll(r, "  " + store(`DA[$qu * p.nIn + c]`, "select(0.0, mask * a$q, mask != 0.0)"))}
+${
+        unroll(
+          r,
+          "  " + (split
+            ? `DA[(g.y * ${r}u + $qu) * p.nIn + c] = a$q;`
+            : store(`DA[$qu * p.nIn + c]`, "select(0.0, mask * a$q, mask != 0.0)")),
+        )
+      }
 }`;
     case "dx": // dx[i, c] += mA[c] drop'(i,c) Σ_q dt[i,q] A[q,c]   — one invocation per element
       return head + [decl(1, "DT"), decl(2, "A"), decl(3, "MA"), decl(4, "DX", true)].join("\n") + `
@@ -373,7 +495,18 @@ function uniforms(d: Dims): { u32: number[]; f32: number[]; drop: boolean } {
   const p = d.dropout ?? 0;
   const [k0, k1, k2, k3] = p > 0 ? d.dropKey! : [0, 0, 0, 0];
   return {
-    u32: [d.m, d.nIn, d.nOut, Math.ceil(p * 16777216), k0, k1, k2, k3],
+    u32: [
+      d.m,
+      d.nIn,
+      d.nOut,
+      Math.ceil(p * 16777216),
+      k0,
+      k1,
+      k2,
+      k3,
+      d.split?.chunk ?? 0xffffffff,
+      d.split?.count ?? 1,
+    ],
     f32: [d.scale, p > 0 ? 1 / (1 - p) : 1],
     drop: p > 0,
   };
@@ -388,21 +521,46 @@ function launch(
   acc: boolean,
   flops: number,
   bytes: number,
+  split = false,
 ): void {
   const { u32, f32, drop } = uniforms(d);
   const usesDrop = usesDropout(kind);
-  const key = `lora-${kind}:r${d.r}:drop${+(drop && usesDrop)}:acc${+acc}`;
+  const key = `lora-${kind}:r${d.r}:drop${+(drop && usesDrop)}:acc${+acc}:split${+split}`;
   rec.dispatch({
-    pipeline: rec.gpu.pipeline(key, () => loraWgsl(kind, d.r, drop && usesDrop, acc)),
+    pipeline: rec.gpu.pipeline(key, () => loraWgsl(kind, d.r, drop && usesDrop, acc, split)),
     buffers,
     u32,
     f32,
     groups,
     label: `lora-${kind.replace(/T$/, "")}`,
-    shape: `${d.m}x${d.nIn}x${d.nOut}r${d.r}`,
+    shape: `${d.m}x${d.nIn}x${d.nOut}r${d.r}${split ? `s${d.split!.count}` : ""}`,
     flops,
     bytes,
   });
+}
+
+/** Records out (=|+=) the masked (and for dB scaled) sum of the `splits` partial sums in `part`. */
+function sumSplits(
+  rec: Recorder,
+  kind: "dAsum" | "dBsum",
+  d: Dims,
+  part: GPUBuffer,
+  mask: GPUBuffer,
+  out: GPUBuffer,
+  cols: number,
+  acc: boolean,
+): void {
+  const n = d.r * cols, splits = d.split!.count;
+  launch(
+    rec,
+    kind,
+    d,
+    [part, mask, out],
+    [Math.ceil(n / WG1)],
+    acc,
+    splits * n,
+    4 * (splits * n + cols + n * (acc ? 2 : 1)),
+  );
 }
 
 function noAlias(kernel: string, out: [string, GPUBuffer], ins: [string, GPUBuffer][]): void {
@@ -436,24 +594,50 @@ export function loraForward(rec: Recorder, args: LoraForwardArgs): void {
   noAlias("loraForward", ["t", args.t], [["x", args.x], ["a", args.a], ["maskA", args.maskA]]);
   noAlias("loraForward", ["y", args.y], [["t", args.t], ["b", args.b], ["maskB", args.maskB]]);
   const gpu = rec.gpu;
+  const sc = args.splitCols;
+  if (sc !== undefined && (!Number.isInteger(sc) || sc < 1)) {
+    throw new Error(`loraForward: splitCols must be a positive integer, got ${sc}`);
+  }
   const downT = r % 4 === 0 && canStageMatrix(gpu, m, nIn);
+  const kind = downT ? "down4T" : nIn % 4 === 0 ? "down4" : "down";
+  // The down-projection's loop runs over texels (4 input features) in the vec4 variants, over features otherwise.
+  const steps = kind === "down" ? nIn : nIn / 4;
+  const cols = Math.min(nIn, sc ?? (gpu.isCpu ? nIn : LORA_SPLIT_COLS));
+  const chunk = kind === "down" ? cols : Math.ceil(cols / 4);
+  const splits = Math.ceil(steps / chunk);
+  const dims: Dims = { ...args, split: splits > 1 ? { chunk, count: splits } : undefined };
+  // With splits, each writes its partial t into `part` and a second kernel adds them up (in split order).
+  const part = splits > 1 ? scratchFor(gpu, "split", splits * m * r) : null;
   launch(
     rec,
-    downT ? "down4T" : nIn % 4 === 0 ? "down4" : "down",
-    args,
+    kind,
+    dims,
     downT
       ? [
         stageMatrix(rec, "loraX", args.x, m, nIn),
         stageMatrix(rec, "loraA", args.a, r, nIn),
         stageMatrix(rec, "loraMA", args.maskA, 1, nIn),
-        args.t,
+        part ?? args.t,
       ]
-      : [args.x, args.a, args.maskA, args.t],
-    [Math.ceil(m / WG1)],
+      : [args.x, args.a, args.maskA, part ?? args.t],
+    [Math.ceil(m / WG1), splits],
     false,
     2 * m * nIn * r,
-    4 * (m * nIn + r * nIn + nIn + m * r),
+    4 * (m * nIn + r * nIn + nIn + splits * m * r),
+    splits > 1,
   );
+  if (part) {
+    launch(
+      rec,
+      "downsum",
+      dims,
+      [part, args.t],
+      [Math.ceil(m * r / WG1)],
+      false,
+      splits * m * r,
+      4 * (splits + 1) * m * r,
+    );
+  }
   // y += s·t·(diag(mB) B)ᵀ with the GEMM: masking B's rows first is exact (mB is 0/1) and the GEMM is far
   // faster than a per-element kernel (it loads each operand once per 4 k-steps).
   const bHat = scratchFor(rec.gpu, "bHat", nOut * r);
@@ -509,6 +693,10 @@ export function loraBackward(rec: Recorder, args: LoraBackwardArgs): void {
     ["dx", args.dx, m * nIn],
     ["scratch", args.scratch, m * r],
   ]);
+  const sr = args.splitRows;
+  if (sr !== undefined && (!Number.isInteger(sr) || sr < 1)) {
+    throw new Error(`loraBackward: splitRows must be a positive integer, got ${sr}`);
+  }
   const dt = args.scratch ?? scratchFor(rec.gpu, "dt", m * r);
   const acc = args.accumulateGrads ?? false;
   noAlias("loraBackward", ["dB", args.dB], [["dy", args.dy], ["t", args.t], ["maskB", args.maskB]]);
@@ -518,24 +706,32 @@ export function loraBackward(rec: Recorder, args: LoraBackwardArgs): void {
     noAlias("loraBackward", ["dx", args.dx], [["scratch", dt], ["a", args.a], ["maskA", args.maskA]]);
   }
   const gpu = rec.gpu;
+  const rows = Math.min(m, args.splitRows ?? (gpu.isCpu ? m : LORA_SPLIT_ROWS));
+  const splits = Math.ceil(m / rows);
+  const split = splits > 1;
+  const dims: Dims = { ...args, split: split ? { chunk: rows, count: splits } : undefined };
+  // With splits, dB and dA are first summed per split into `part` (one scratch, used by one of them at a time).
+  const part = split ? scratchFor(gpu, "split", splits * r * Math.max(nIn, nOut)) : null;
   const dBT = r % 4 === 0 && canStageMatrix(gpu, m, nOut) && canStageFlat(gpu, m * r);
   launch(
     rec,
     dBT ? "dBT" : "dB",
-    args,
+    dims,
     dBT
       ? [
         stageMatrix(rec, "loraDY", args.dy, m, nOut),
         stageFlat(rec, "loraT", args.t, m * r),
         args.maskB,
-        args.dB,
+        part ?? args.dB,
       ]
-      : [args.dy, args.t, args.maskB, args.dB],
-    [Math.ceil(nOut / WG1)],
-    acc,
+      : [args.dy, args.t, args.maskB, part ?? args.dB],
+    [Math.ceil(nOut / WG1), splits],
+    acc && !split,
     2 * m * nOut * r,
-    4 * (m * nOut + m * r + nOut + nOut * r * (acc ? 2 : 1)),
+    4 * (m * nOut + m * r + nOut + nOut * r * (split ? splits : acc ? 2 : 1)),
+    split,
   );
+  if (part) sumSplits(rec, "dBsum", dims, part, args.maskB, args.dB, nOut, acc);
   // dt = s·(dy ⊙ mB)·B = s·dy·(diag(mB) B): exact (mB is 0/1), and the GEMM is much faster than a row loop.
   const bHat = scratchFor(rec.gpu, "bHat", nOut * r);
   noAlias("loraBackward", ["bHat", bHat], [["b", args.b], ["maskB", args.maskB]]);
@@ -554,15 +750,22 @@ export function loraBackward(rec: Recorder, args: LoraBackwardArgs): void {
   launch(
     rec,
     dAT ? "dAT" : "dA",
-    args,
+    dims,
     dAT
-      ? [stageFlat(rec, "loraDT", dt, m * r), stageMatrix(rec, "loraX", args.x, m, nIn), args.maskA, args.dA]
-      : [dt, args.x, args.maskA, args.dA],
-    [Math.ceil(nIn / WG1)],
-    acc,
+      ? [
+        stageFlat(rec, "loraDT", dt, m * r),
+        stageMatrix(rec, "loraX", args.x, m, nIn),
+        args.maskA,
+        part ?? args.dA,
+      ]
+      : [dt, args.x, args.maskA, part ?? args.dA],
+    [Math.ceil(nIn / WG1), splits],
+    acc && !split,
     2 * m * nIn * r,
-    4 * (m * r + m * nIn + nIn + r * nIn * (acc ? 2 : 1)),
+    4 * (m * r + m * nIn + nIn + r * nIn * (split ? splits : acc ? 2 : 1)),
+    split,
   );
+  if (part) sumSplits(rec, "dAsum", dims, part, args.maskA, args.dA, nIn, acc);
   if (args.dx && (args.dropout ?? 0) === 0) {
     // Without lora_dropout: dx += dt·(A diag(mA)) by the GEMM (masking A's columns first is exact).
     const aHat = scratchFor(rec.gpu, "aHat", r * nIn);

@@ -9,7 +9,7 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
-import { loraBackward, loraForward } from "../kernels/lora.ts";
+import { LORA_SPLIT_COLS, LORA_SPLIT_ROWS, loraBackward, loraForward } from "../kernels/lora.ts";
 import { loraBackwardRef, loraForwardRef, type LoraRefShape } from "../kernels/reference/lora.ts";
 import { keepKey, KeyedRandom, Purpose } from "../kernels/rng.ts";
 import { assertClose, poison, randomF32, randomF64 } from "./util.ts";
@@ -30,6 +30,10 @@ function mask(n: number, seed: number, rate = 0.3): Float32Array {
 
 interface Case extends LoraRefShape {
   accumulateGrads?: boolean;
+  /** Rows per split of dA and dB (loraBackward's splitRows; default: the adapter's). */
+  splitRows?: number;
+  /** Input features per split of the down-projection (loraForward's splitCols; default: the adapter's). */
+  splitCols?: number;
 }
 
 async function runCase(c: Case, seed: number): Promise<void> {
@@ -47,8 +51,24 @@ async function runCase(c: Case, seed: number): Promise<void> {
   const bt = up(poison(m * r), "t"), by = up(y0, "y"), bdy = up(dy, "dy");
   const bdA = up(dA0, "dA"), bdB = up(dB0, "dB"), bdx = up(dx0, "dx");
   const rec = new Recorder(gpu);
+  const ran: string[] = [];
+  rec.observer = {
+    onDispatch: (d) => void ran.push(`${d.label} ${d.shape}`),
+    beforeFinish: () => {},
+    afterSubmit: () => {},
+  };
   const common = { m, nIn, nOut, r, scale: c.scale, dropout: c.dropout, dropKey: c.dropKey };
-  loraForward(rec, { ...common, x: bx, a: ba, b: bb, maskA: bmA, maskB: bmB, t: bt, y: by });
+  loraForward(rec, {
+    ...common,
+    x: bx,
+    a: ba,
+    b: bb,
+    maskA: bmA,
+    maskB: bmB,
+    t: bt,
+    y: by,
+    splitCols: c.splitCols,
+  });
   loraBackward(rec, {
     ...common,
     dy: bdy,
@@ -62,6 +82,7 @@ async function runCase(c: Case, seed: number): Promise<void> {
     dB: bdB,
     dx: bdx,
     accumulateGrads: c.accumulateGrads,
+    splitRows: c.splitRows,
   });
   rec.submit();
   const [t, y, dA, dB, dx] = await Promise.all([
@@ -72,6 +93,25 @@ async function runCase(c: Case, seed: number): Promise<void> {
     gpu.read(bdx, m * nIn),
   ]);
   const what = JSON.stringify(c);
+  // The row splits that ran: dA and dB each as partial sums plus a summing kernel, or each in one pass.
+  const splits = Math.ceil(m / Math.min(m, c.splitRows ?? (gpu.isCpu ? m : LORA_SPLIT_ROWS)));
+  const sums = ran.filter((k) => /^lora-d[AB]sum /.test(k));
+  const parts = ran.filter((k) => /^lora-d[AB] /.test(k)).map((k) => k.replace(/^\S+ /, ""));
+  deepStrictEqual(sums.length, splits > 1 ? 2 : 0, `summing kernels of ${what}: ${ran.join(", ")}`);
+  const shape = `${m}x${nIn}x${nOut}r${r}${splits > 1 ? `s${splits}` : ""}`;
+  deepStrictEqual(parts, [shape, shape], `dA and dB of ${what}`);
+  // The down-projection's column splits: its loop steps over texels of 4 features where nIn % 4 == 0.
+  const cols = Math.min(nIn, c.splitCols ?? (gpu.isCpu ? nIn : LORA_SPLIT_COLS));
+  const downSplits = nIn % 4 === 0 ? Math.ceil(nIn / 4 / Math.ceil(cols / 4)) : Math.ceil(nIn / cols);
+  const down = ran.filter((k) => /^lora-down/.test(k));
+  const downShape = `${m}x${nIn}x${nOut}r${r}`;
+  deepStrictEqual(
+    down.map((k) => k.replace(/^lora-down4? /, "lora-down ")),
+    downSplits > 1
+      ? [`lora-down ${downShape}s${downSplits}`, `lora-downsum ${downShape}`]
+      : [`lora-down ${downShape}`],
+    `down-projection of ${what}: ${ran.join(", ")}`,
+  );
   const fwd = loraForwardRef(c, x, a, b, mA, mB, y0);
   assertClose(t, fwd.t, TOL, `t ${what}`);
   assertClose(y, fwd.y, TOL, `y ${what}`);
@@ -150,6 +190,49 @@ Deno.test("lora: forward and backward with lora_dropout from the shared RNG", as
     dropout: 0.2,
     dropKey: [5, Purpose.dropout, 9, 2],
   }, 9);
+});
+
+Deno.test("lora: sums over row and column splits (the GPU default) match the float64 reference", async () => {
+  // dA and dB over row splits, t over column splits: splits that do not divide m or nIn (a short last split),
+  // one row or column per split, every down-projection variant (scalar, vec4, texture-staged), the buffer-fed
+  // and texture-staged dA and dB, accumulation into the gradients and lora_dropout.
+  await runCase({ m: 7, nIn: 33, nOut: 20, r: 4, scale: 2, splitRows: 3, splitCols: 10 }, 11);
+  await runCase({
+    m: 5,
+    nIn: 5,
+    nOut: 3,
+    r: 1,
+    scale: 0.5,
+    splitRows: 1,
+    splitCols: 1,
+    accumulateGrads: true,
+  }, 12);
+  await runCase({ m: 7, nIn: 36, nOut: 20, r: 4, scale: 2, splitRows: 2, splitCols: 5 }, 17);
+  await runCase({ m: 130, nIn: 128, nOut: 64, r: 8, scale: 0.75, splitRows: 16, splitCols: 24 }, 13);
+  await runCase({ m: 67, nIn: 64, nOut: 192, r: 4, scale: 1.25, splitRows: 32, accumulateGrads: true }, 14);
+  await runCase({
+    m: 21,
+    nIn: 128,
+    nOut: 64,
+    r: 12,
+    scale: 0.5,
+    dropout: 0.2,
+    dropKey: [5, Purpose.dropout, 9, 2],
+    splitRows: 4,
+    splitCols: 32,
+  }, 15);
+  await runCase({
+    m: 33,
+    nIn: 63,
+    nOut: 5,
+    r: 4,
+    scale: 2,
+    dropout: 0.1,
+    dropKey: [11, Purpose.dropout, 3, 7],
+    splitCols: 20,
+  }, 18);
+  // splitRows >= m and splitCols >= nIn are one pass.
+  await runCase({ m: 9, nIn: 64, nOut: 65, r: 8, scale: 1.5, splitRows: 100, splitCols: 64 }, 16);
 });
 
 Deno.test("lora: the backward dropout mask is the forward's (keepKey with the same key)", async () => {
@@ -235,6 +318,19 @@ Deno.test("lora: bad arguments give clear errors", async () => {
   throws(() => loraForward(rec, { ...f, ...dims, dropout: 0.1 }), /needs dropKey/);
   throws(() => loraForward(rec, { ...f, ...dims, dropout: 1 }), /dropout must be in \[0, 1\)/);
   throws(() => loraForward(rec, { ...f, ...dims, t: f.y }), /output y must not be the same buffer as t/);
+  for (const splitCols of [0, -4, 2.5]) {
+    throws(
+      () => loraForward(rec, { ...f, ...dims, splitCols }),
+      new RegExp(`loraForward: splitCols must be a positive integer, got ${splitCols}`),
+    );
+  }
+  const g = { dy: buf(9, "dy"), dA: buf(8, "dA"), dB: buf(6, "dB") };
+  for (const splitRows of [0, 1.5]) {
+    throws(
+      () => loraBackward(rec, { ...f, ...g, ...dims, splitRows }),
+      new RegExp(`loraBackward: splitRows must be a positive integer, got ${splitRows}`),
+    );
+  }
   strictEqual(rec.dispatchCount, 0);
-  for (const b of Object.values(f)) b.destroy();
+  for (const b of [...Object.values(f), ...Object.values(g)]) b.destroy();
 });
