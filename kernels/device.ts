@@ -36,17 +36,29 @@ export class Gpu {
   readonly limits: GPUSupportedLimits;
   /** True for CPU adapters (llvmpipe, lavapipe, SwiftShader): kernels pick their CPU-friendly variants. */
   readonly isCpu: boolean;
+  /**
+   * Kernel parameters (`var<uniform> p`) are bound as a read-only storage buffer instead (see
+   * {@link paramsToStorage}). True on Mesa's lavapipe (Vulkan on the CPU), whose uniform inlining compiled a
+   * new shader for nearly every dispatch and never freed it: ~8 ms and ~1.2 MiB per texture GEMM, +118 MiB of
+   * RSS per roberta-base training step (bench/NOTES.md entry 31). Storage buffers are not inlined.
+   */
+  readonly paramsInStorage: boolean;
   #pipelines = new Map<string, GPUComputePipeline>();
   #lost: string | null = null;
   #pendingWriteBytes = 0;
 
-  constructor(device: GPUDevice, info: GPUAdapterInfo) {
+  /**
+   * @param opts.paramsInStorage bind kernel parameters as storage (default: on lavapipe only, see
+   * {@link isLavapipe}).
+   */
+  constructor(device: GPUDevice, info: GPUAdapterInfo, opts: { paramsInStorage?: boolean } = {}) {
     this.device = device;
     this.info = info;
     this.features = new Set([...device.features]);
     this.limits = device.limits;
     const d = `${info.description} ${info.device} ${info.vendor}`.toLowerCase();
     this.isCpu = info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/.test(d);
+    this.paramsInStorage = opts.paramsInStorage ?? isLavapipe(this.isCpu, this.features);
     device.lost.then((e) => {
       this.#lost = `${e.reason}: ${e.message}`;
       if (e.reason !== "destroyed") {
@@ -73,8 +85,9 @@ export class Gpu {
     if (p) return p;
     this.checkAlive();
     this.device.pushErrorScope("validation");
+    const wgsl = typeof code === "function" ? code() : code;
     const module = this.device.createShaderModule({
-      code: typeof code === "function" ? code() : code,
+      code: this.paramsInStorage ? paramsToStorage(wgsl) : wgsl,
       label: key,
     });
     p = this.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint }, label: key });
@@ -175,8 +188,30 @@ export class Gpu {
       `, texture2D ${l.maxTextureDimension2D}; features: ${
         [...this.features].filter((f) => (WANTED_FEATURES as readonly string[]).includes(f)).join(", ") ||
         "none"
-      })`;
+      }${this.paramsInStorage ? "; kernel parameters in a storage buffer" : ""})`;
   }
+}
+
+/**
+ * Whether a device is Mesa's lavapipe (Vulkan) rather than llvmpipe through GL: both report "llvmpipe" as their
+ * name, and wgpu's GL backend never offers `shader-f16`, which lavapipe does (Mesa 22.3). A wrong answer costs
+ * speed or memory, never correctness ({@link Gpu.paramsInStorage}).
+ */
+export function isLavapipe(isCpu: boolean, features: ReadonlySet<string>): boolean {
+  return isCpu && features.has("shader-f16");
+}
+
+/**
+ * `wgsl` with the kernel parameters `var<uniform> p` declared as `var<storage, read> p` (the recorder's
+ * parameter buffer has both usages). Every kernel names its parameter struct `p`.
+ *
+ * @example
+ * ```ts
+ * paramsToStorage("@group(0) @binding(0) var<uniform> p: P;"); // "@group(0) @binding(0) var<storage, read> p: P;"
+ * ```
+ */
+export function paramsToStorage(wgsl: string): string {
+  return wgsl.replace(/var<uniform>(\s+p\s*:)/g, "var<storage, read>$1");
 }
 
 let shared: Promise<Gpu> | null = null;
@@ -224,7 +259,19 @@ async function createGpu(opts: { verbose?: boolean }): Promise<Gpu> {
   }
   const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
-  const gpu = new Gpu(device, adapter.info);
+  // FEDLODROP_KERNEL_PARAMS=uniform|storage overrides where kernel parameters live (default: Gpu's choice).
+  let env: string | undefined;
+  try {
+    env = Deno.env.get("FEDLODROP_KERNEL_PARAMS");
+  } catch {
+    env = undefined; // no --allow-env: the default choice
+  }
+  if (env !== undefined && env !== "uniform" && env !== "storage") {
+    throw new Error(`FEDLODROP_KERNEL_PARAMS must be "uniform" or "storage", got "${env}"`);
+  }
+  const gpu = new Gpu(device, adapter.info, {
+    paramsInStorage: env === undefined ? undefined : env === "storage",
+  });
   device.addEventListener("uncapturederror", (ev) => {
     console.error(`fedlodrop: WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
   });

@@ -135,7 +135,8 @@ export class SerialProfiler implements DispatchProfiler {
     this.overheadNs = await this.#roundTripNs();
     this.#uniform ??= dev.createBuffer({
       size: UNIFORM_BYTES,
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      // STORAGE too: on some adapters kernels read their parameters as storage (Gpu.paramsInStorage).
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
       label: "serial profiler uniforms",
     });
     const host = new ArrayBuffer(UNIFORM_BYTES);

@@ -118,7 +118,8 @@ export class Recorder {
     if (!this.#arena) {
       this.#arena = this.gpu.device.createBuffer({
         size: SLOT * SLOTS,
-        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+        // STORAGE too: on some adapters kernels read their parameters as storage (Gpu.paramsInStorage).
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
         label: "uniform arena",
       });
     }
