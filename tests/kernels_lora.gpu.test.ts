@@ -57,27 +57,14 @@ async function runCase(c: Case, seed: number): Promise<void> {
     beforeFinish: () => {},
     afterSubmit: () => {},
   };
-  const common = { m, nIn, nOut, r, scale: c.scale, dropout: c.dropout, dropKey: c.dropKey };
-  loraForward(rec, {
-    ...common,
-    x: bx,
-    a: ba,
-    b: bb,
-    maskA: bmA,
-    maskB: bmB,
-    t: bt,
-    y: by,
-    splitCols: c.splitCols,
-  });
+  const common = {
+    ...{ m, nIn, nOut, r, scale: c.scale, dropout: c.dropout, dropKey: c.dropKey },
+    ...{ x: bx, a: ba, b: bb, maskA: bmA, maskB: bmB, t: bt },
+  };
+  loraForward(rec, { ...common, y: by, splitCols: c.splitCols });
   loraBackward(rec, {
     ...common,
     dy: bdy,
-    x: bx,
-    a: ba,
-    b: bb,
-    maskA: bmA,
-    maskB: bmB,
-    t: bt,
     dA: bdA,
     dB: bdB,
     dx: bdx,
@@ -149,6 +136,26 @@ async function runCase(c: Case, seed: number): Promise<void> {
   for (const buf of [bx, ba, bb, bmA, bmB, bt, by, bdy, bdA, bdB, bdx]) buf.destroy();
 }
 
+/** lora_dropout cases shared by the one-pass and the split tests: nIn not a multiple of 4; rank 12, staged. */
+const DROPOUT_NARROW: Case = {
+  m: 33,
+  nIn: 63,
+  nOut: 5,
+  r: 4,
+  scale: 2,
+  dropout: 0.1,
+  dropKey: [11, Purpose.dropout, 3, 7],
+};
+const DROPOUT_RANK12: Case = {
+  m: 21,
+  nIn: 128,
+  nOut: 64,
+  r: 12,
+  scale: 0.5,
+  dropout: 0.2,
+  dropKey: [5, Purpose.dropout, 9, 2],
+};
+
 Deno.test("lora: forward and backward match the float64 reference (masks, no dropout)", async () => {
   await runCase({ m: 7, nIn: 33, nOut: 20, r: 4, scale: 2 }, 1);
   await runCase({ m: 1, nIn: 5, nOut: 3, r: 1, scale: 0.5 }, 2);
@@ -162,15 +169,7 @@ Deno.test("lora: forward and backward match the float64 reference (masks, no dro
 });
 
 Deno.test("lora: forward and backward with lora_dropout from the shared RNG", async () => {
-  await runCase({
-    m: 33,
-    nIn: 63,
-    nOut: 5,
-    r: 4,
-    scale: 2,
-    dropout: 0.1,
-    dropKey: [11, Purpose.dropout, 3, 7],
-  }, 4);
+  await runCase(DROPOUT_NARROW, 4);
   await runCase({
     m: 9,
     nIn: 64,
@@ -181,15 +180,7 @@ Deno.test("lora: forward and backward with lora_dropout from the shared RNG", as
     dropKey: [0xffffffff, Purpose.dropout, 0, 1],
     accumulateGrads: true,
   }, 5);
-  await runCase({
-    m: 21,
-    nIn: 128,
-    nOut: 64,
-    r: 12,
-    scale: 0.5,
-    dropout: 0.2,
-    dropKey: [5, Purpose.dropout, 9, 2],
-  }, 9);
+  await runCase(DROPOUT_RANK12, 9);
 });
 
 Deno.test("lora: sums over row and column splits (the GPU default) match the float64 reference", async () => {
@@ -210,27 +201,8 @@ Deno.test("lora: sums over row and column splits (the GPU default) match the flo
   await runCase({ m: 7, nIn: 36, nOut: 20, r: 4, scale: 2, splitRows: 2, splitCols: 5 }, 17);
   await runCase({ m: 130, nIn: 128, nOut: 64, r: 8, scale: 0.75, splitRows: 16, splitCols: 24 }, 13);
   await runCase({ m: 67, nIn: 64, nOut: 192, r: 4, scale: 1.25, splitRows: 32, accumulateGrads: true }, 14);
-  await runCase({
-    m: 21,
-    nIn: 128,
-    nOut: 64,
-    r: 12,
-    scale: 0.5,
-    dropout: 0.2,
-    dropKey: [5, Purpose.dropout, 9, 2],
-    splitRows: 4,
-    splitCols: 32,
-  }, 15);
-  await runCase({
-    m: 33,
-    nIn: 63,
-    nOut: 5,
-    r: 4,
-    scale: 2,
-    dropout: 0.1,
-    dropKey: [11, Purpose.dropout, 3, 7],
-    splitCols: 20,
-  }, 18);
+  await runCase({ ...DROPOUT_RANK12, splitRows: 4, splitCols: 32 }, 15);
+  await runCase({ ...DROPOUT_NARROW, splitCols: 20 }, 18);
   // splitRows >= m and splitCols >= nIn are one pass.
   await runCase({ m: 9, nIn: 64, nOut: 65, r: 8, scale: 1.5, splitRows: 100, splitCols: 64 }, 16);
 });
