@@ -1,4 +1,4 @@
-import { ok, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
 import { layerNorm, layerNormBackward } from "../kernels/layernorm.ts";
@@ -27,14 +27,26 @@ Deno.test("layernorm reference: backward matches float64 finite differences", ()
   }
 });
 
-Deno.test("layernorm: GPU forward and backward match the float64 reference on ragged shapes", async () => {
+Deno.test("layernorm: GPU forward and backward match the float64 reference on ragged shapes", async (t) => {
+  // One invocation per row (CPU adapters' default; texture-staged where cols % 64 == 0) and a workgroup of 128
+  // per row (GPUs' default), on both adapter kinds. 300 columns: more than one column per invocation and a
+  // ragged last stride.
+  for (const workgroupPerRow of [false, true]) {
+    await t.step(
+      workgroupPerRow ? "a workgroup per row" : "an invocation per row",
+      () => raggedShapes(workgroupPerRow),
+    );
+  }
+});
+
+async function raggedShapes(workgroupPerRow: boolean): Promise<void> {
   const gpu = await getGpu();
   const eps = 1e-5;
   for (
-    const [rows, cols, seed] of [[1, 1, 1], [1, 5, 2], [3, 7, 3], [17, 64, 4], [70, 129, 5], [
-      70,
-      192,
-      6,
+    const [rows, cols, seed] of [[1, 1, 1], [1, 5, 2], [3, 7, 3], [17, 64, 4], [70, 129, 5], [70, 192, 6], [
+      5,
+      300,
+      7,
     ]] as const
   ) {
     const n = rows * cols;
@@ -46,9 +58,16 @@ Deno.test("layernorm: GPU forward and backward match the float64 reference on ra
     const y = gpu.upload(poison(n)), mean = gpu.upload(poison(rows)), rstd = gpu.upload(poison(rows));
     const dx = gpu.upload(poison(n)), dxAcc = gpu.upload(init);
     const rec = new Recorder(gpu);
-    layerNorm(rec, { x: xb, gamma: gb, beta: bb, y, mean, rstd, rows, cols, eps });
-    layerNormBackward(rec, { dy: dyb, x: xb, gamma: gb, mean, rstd, dx, rows, cols });
+    const ran: string[] = [];
+    rec.observer = {
+      onDispatch: (d) => void ran.push(d.pipeline.label.replace(/-(acc|set)$/, "")),
+      beforeFinish: () => {},
+      afterSubmit: () => {},
+    };
+    layerNorm(rec, { x: xb, gamma: gb, beta: bb, y, mean, rstd, rows, cols, eps, workgroupPerRow });
+    layerNormBackward(rec, { dy: dyb, x: xb, gamma: gb, mean, rstd, dx, rows, cols, workgroupPerRow });
     layerNormBackward(rec, {
+      workgroupPerRow,
       dy: dyb,
       x: xb,
       gamma: gb,
@@ -67,7 +86,13 @@ Deno.test("layernorm: GPU forward and backward match the float64 reference on ra
       gpu.read(dxAcc, n),
     ]);
     const want = layerNormRef(x, gamma, beta, rows, cols, eps);
-    const what = `${rows}x${cols}`;
+    const what = `${rows}x${cols}${workgroupPerRow ? " (workgroup per row)" : ""}`;
+    const kernels = workgroupPerRow
+      ? ["layernorm-wg", "layernorm-backward-wg", "layernorm-backward-wg"]
+      : cols % 64 === 0
+      ? ["layernorm-tex", "layernorm-backward-tex", "layernorm-backward-tex"]
+      : ["layernorm", "layernorm-backward", "layernorm-backward"];
+    deepStrictEqual(ran, kernels, `kernels of ${what}`);
     assertClose(gy, want.y, 1e-5, `layerNorm y ${what}`);
     assertClose(gm, want.mean, 1e-6, `layerNorm mean ${what}`);
     assertClose(gr, want.rstd, 1e-5, `layerNorm rstd ${what}`);
@@ -91,7 +116,7 @@ Deno.test("layernorm: GPU forward and backward match the float64 reference on ra
     );
     for (const b of [xb, dyb, gb, bb, y, mean, rstd, dx, dxAcc]) b.destroy();
   }
-});
+}
 
 Deno.test("layernorm: bad arguments are rejected with the kernel and buffer named", async () => {
   const gpu = await getGpu();
