@@ -1,8 +1,9 @@
 #!/bin/bash
-# The real-GPU checks of bench/NOTES.md entries 25–27 in one command, for a machine with a GPU (run from the
+# The real-GPU checks of bench/NOTES.md entries 25–27 (and of 30 and 32, made for GPUs since) in one command, for a machine with a GPU (run from the
 # repository root; `deno` on the PATH, the Vulkan loader and the GPU's driver installed, PyTorch with CUDA for
 # the baselines). Usage: bash bench/gpu_check.sh OUT_DIR [PEAK_GFLOPS]
-#   OUT_DIR      where the logs go: adapter.txt, gemm.txt, step_base.txt, profile.txt (+ profile/), gputests.txt
+#   OUT_DIR      where the logs go: adapter.txt, lora.txt, gemm.txt, step_base.txt, profile.txt (+ profile/),
+#                gputests.txt
 #   PEAK_GFLOPS  the card's fp32 peak for `bench gemm --peak-gflops` (e.g. 66900 for an H100 SXM)
 # Each part has a time limit, so a slow part cannot eat the rest; about 5 minutes on an H100.
 set -u
@@ -18,6 +19,8 @@ const i = a?.info;
 console.log(a ? JSON.stringify({ vendor: i.vendor, architecture: i.architecture, device: i.device,
   description: i.description, features: [...a.features] }) : "no WebGPU adapter");' 2>&1 |
   tee "$out/adapter.txt"
+part "LoRA sums: splits (the GPU default) against one pass, same run"
+timeout 60 deno task bench gemm --lora-only --reps 10 2>&1 | tee "$out/lora.txt"
 part "bench gemm"
 timeout 150 deno task bench gemm --reps 10 --no-ts ${peak:+--peak-gflops "$peak"} 2>&1 | tee "$out/gemm.txt"
 part "bench step (base, B8 x T128, vs torch on CUDA)"
