@@ -203,15 +203,22 @@ export function isLavapipe(isCpu: boolean, features: ReadonlySet<string>): boole
 
 /**
  * `wgsl` with the kernel parameters `var<uniform> p` declared as `var<storage, read> p` (the recorder's
- * parameter buffer has both usages). Every kernel names its parameter struct `p`.
+ * parameter buffer has both usages), and `main` reading them once into a local `p` (`let p = p;`): every `p.…`
+ * is a load of its own, and storage loads cost where uniform ones do not (llvmpipe: a loop over the lanes).
+ * Every kernel names its parameter struct `p` and its entry point `main`.
  *
  * @example
  * ```ts
- * paramsToStorage("@group(0) @binding(0) var<uniform> p: P;"); // "@group(0) @binding(0) var<storage, read> p: P;"
+ * paramsToStorage("@group(0) @binding(0) var<uniform> p: P;\nfn main() { x = p.n; }");
+ * // "@group(0) @binding(0) var<storage, read> p: P;\nfn main() {\n  let p = p; x = p.n; }"
  * ```
  */
 export function paramsToStorage(wgsl: string): string {
-  return wgsl.replace(/var<uniform>(\s+p\s*:)/g, "var<storage, read>$1");
+  const out = wgsl.replace(/var<uniform>(\s+p\s*:)/g, "var<storage, read>$1");
+  const at = out.search(/\bfn\s+main\s*\(/);
+  if (out === wgsl || at < 0) return out;
+  const body = out.indexOf("{", at) + 1;
+  return `${out.slice(0, body)}\n  let p = p;${out.slice(body)}`;
 }
 
 let shared: Promise<Gpu> | null = null;

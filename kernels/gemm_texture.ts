@@ -143,7 +143,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
  * WGSL lines that write a register block of C (shared by the buffer-fed and texture-fed GEMM generators): row
  * `row0 + i·wy` of the tm rows and column `col(j)` of the tn columns get `alpha · acc{i}_{j/4}.{xyzw}`, plus
  * `bias[col]`, added to C when accumulating, skipping rows ≥ p.m and columns ≥ p.n. Expects `oC`, `row0`, the
- * accumulators and the uniforms `m`, `n`, `ldc`, `alpha` in the kernel.
+ * accumulators and the parameters `p.m`, `p.n`, `p.ldc`, `p.alpha` in the kernel.
  */
 export function storeBlockWgsl(
   tm: number,
@@ -153,15 +153,22 @@ export function storeBlockWgsl(
   opts: { bias: boolean; accumulate: boolean },
 ): string[] {
   const X = ["x", "y", "z", "w"];
-  const L: string[] = [];
+  // The parameters are read once: each `p.…` is a load of its own, which costs where they live in a storage
+  // buffer (Gpu.paramsInStorage: ~1.5–2× the time of small products on lavapipe, bench/NOTES.md entry 31).
+  const L: string[] = [
+    "  let st_m = p.m;",
+    "  let st_n = p.n;",
+    "  let st_ldc = p.ldc;",
+    "  let st_alpha = p.alpha;",
+  ];
   for (let i = 0; i < tm; i++) {
-    L.push(`  if (row0 + ${i * wy}u < p.m) {`);
-    L.push(`    let base${i} = oC + (row0 + ${i * wy}u) * p.ldc;`);
+    L.push(`  if (row0 + ${i * wy}u < st_m) {`);
+    L.push(`    let base${i} = oC + (row0 + ${i * wy}u) * st_ldc;`);
     for (let j = 0; j < tn; j++) {
-      let v = `p.alpha * acc${i}_${j >> 2}.${X[j & 3]}`;
+      let v = `st_alpha * acc${i}_${j >> 2}.${X[j & 3]}`;
       if (opts.bias) v += ` + bias[${col(j)}]`;
       const idx = `base${i} + ${col(j)}`;
-      L.push(`    if (${col(j)} < p.n) { C[${idx}] = ${opts.accumulate ? `C[${idx}] + ${v}` : v}; }`);
+      L.push(`    if (${col(j)} < st_n) { C[${idx}] = ${opts.accumulate ? `C[${idx}] + ${v}` : v}; }`);
     }
     L.push(`  }`);
   }

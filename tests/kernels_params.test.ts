@@ -16,10 +16,27 @@ fn f() { let x = p.m; }`;
   strictEqual(
     got,
     src.replace("var<uniform> p: P;", "var<storage, read> p: P;"),
-    "only `var<uniform> p` changes",
+    "only `var<uniform> p` changes (no `main` to read them into)",
   );
   strictEqual(paramsToStorage("var<uniform>   p :P;"), "var<storage, read>   p :P;");
   strictEqual(paramsToStorage("var<uniform> pp: P;"), "var<uniform> pp: P;");
+  // main reads the parameters once, after its opening brace (its parameter list has parentheses of its own)
+  const kernel = `var<uniform> p: P;
+fn helper() -> u32 { return p.m; }
+@compute @workgroup_size(8)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) { out[g.x] = p.m; }`;
+  strictEqual(
+    paramsToStorage(kernel),
+    kernel.replace("var<uniform> p", "var<storage, read> p").replace(
+      "vec3<u32>) {",
+      "vec3<u32>) {\n  let p = p;",
+    ),
+  );
+  strictEqual(
+    paramsToStorage("fn main() { let x = 1; }"),
+    "fn main() { let x = 1; }",
+    "no parameters: unchanged",
+  );
 });
 
 Deno.test("isLavapipe: CPU adapters that offer shader-f16 (wgpu's GL backend never does)", () => {

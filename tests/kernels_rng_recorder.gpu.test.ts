@@ -128,14 +128,15 @@ Deno.test("device: kernel parameters in a storage buffer (lavapipe's setting) gi
   const sgpu = new Gpu(gpu.device, gpu.info, { paramsInStorage: true });
   assertEquals(sgpu.paramsInStorage, true);
   assertEquals(sgpu.describe().includes("kernel parameters in a storage buffer"), true);
-  // Only the storage address space allows a runtime-sized array in the parameter struct: this kernel compiles and
-  // reads its parameters only if the declaration was rewritten and the recorder bound its slot as storage.
+  // Only the storage address space allows an array of u32 with a 4-byte stride in the parameter struct (uniform
+  // arrays need a 16-byte stride): this kernel compiles and reads its parameters only if the declaration was
+  // rewritten and the recorder bound its slot as storage.
   const out = sgpu.buffer(4 * 4, "params out");
   const srec = new Recorder(sgpu);
   srec.dispatch({
     pipeline: sgpu.pipeline(
       "test-params-storage",
-      `struct P { n: u32, scale: u32, vals: array<u32> }
+      `struct P { n: u32, scale: u32, vals: array<u32, 4> }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
 @compute @workgroup_size(4) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
