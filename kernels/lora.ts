@@ -12,7 +12,10 @@
  * The rank r is a compile-time constant of each variant (accumulators unrolled in registers), r <= 64.
  * The rank-r products whose masking can be moved onto a small operand (y += s·t·B̂ᵀ, dt = s·dy·B̂ and, without
  * dropout, dx += dt·Â) run on {@link gemm}; B̂ and Â live in per-Gpu scratch buffers (nOut·r and r·nIn f32,
- * grown on demand, never freed while the Gpu lives), as does dt unless `scratch` is given.
+ * grown on demand, never freed while the Gpu lives), as does dt unless `scratch` is given. On GPU adapters the
+ * sums over rows (dA, dB) and over input features (t) run in splits whose partial sums go to another such
+ * scratch buffer, added up in order by a second kernel ({@link LoraBackwardArgs.splitRows},
+ * {@link LoraForwardArgs.splitCols}); CPU adapters sum in one pass.
  * @module
  */
 import type { Gpu } from "./device.ts";
