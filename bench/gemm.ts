@@ -1,12 +1,12 @@
 /**
  * `deno task bench gemm [--reps N] [--inner N] [--peak-gflops P] [--no-baseline] [--no-ts] [--attention-only]
- * [--attention-shape B,heads,T,d] [--lora-only]`: the WGSL GEMM on the projection shapes of roberta-large (y = x·Wᵀ, sizes
- * given as M×K×N: M tokens, K input features, N output features) and on the LoRA shapes (r = 8), against a
- * plain TypeScript triple loop (timed on a block of rows and scaled) and a reference library's fp32 matmul
- * (bench/gemm_baseline.py): numpy (OpenBLAS) on CPU adapters, torch on CUDA (TF32 off) on GPU adapters, so
- * that the baseline runs on the same processor as our kernels. Also times the masked-LoRA forward and backward
- * kernels (`--lora-only`: nothing else), each with its sums over rows or features done both ways (one pass,
- * splits).
+ * [--attention-shape B,heads,T,d] [--lora-only]`: the WGSL GEMM on the projection shapes of roberta-large
+ * (y = x·Wᵀ, sizes given as M×K×N: M tokens, K input features, N output features) and on the LoRA shapes
+ * (r = 8), against a plain TypeScript triple loop (timed on a block of rows and scaled) and a reference
+ * library's fp32 matmul (bench/gemm_baseline.py): numpy (OpenBLAS) on CPU adapters, torch on CUDA (TF32 off) on
+ * GPU adapters, so that the baseline runs on the same processor as our kernels. Also times the masked-LoRA
+ * forward and backward kernels (`--lora-only`: nothing else), each with its sums over rows or features done
+ * both ways (one pass, splits).
  *
  * Each timing records `--inner` products into one command buffer and divides (default 1 on CPU adapters, where
  * one product takes milliseconds; 20 on GPU adapters, where a single submit and wait would dominate).
@@ -394,12 +394,11 @@ export async function run(args: string[]): Promise<void> {
 
 /**
  * The masked LoRA branch of one adapted projection (roberta-large q/v: 1024 -> 1024, r = 8, lora_dropout 0.1),
- * forward and backward; the backward's dA and dB also with the other reduction over the rows (one pass or row
- * splits, {@link LORA_SPLIT_ROWS}) in the same run.
+ * forward and backward, each also with the adapter's other way of summing (t over the input features, dA and
+ * dB over the rows: one pass, or splits of {@link LORA_SPLIT_COLS} / {@link LORA_SPLIT_ROWS}) in the same run.
  */
 async function loraBranch(rec: Recorder, reps: number): Promise<void> {
   const gpu = rec.gpu;
-  // The masked LoRA branch of one adapted projection (roberta-large q/v: 1024 -> 1024, r = 8, lora_dropout 0.1).
   const m = 2048, nIn = 1024, nOut = 1024, r = 8;
   const bufs = {
     x: gpu.upload(pattern(m * nIn, 1000), "x"),
