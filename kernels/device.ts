@@ -43,6 +43,7 @@ export class Gpu {
    * RSS per roberta-base training step (bench/NOTES.md entry 31). Storage buffers are not inlined.
    */
   readonly paramsInStorage: boolean;
+  #detectedCpu: boolean;
   #pipelines = new Map<string, GPUComputePipeline>();
   #lost: string | null = null;
   #pendingWriteBytes = 0;
@@ -50,15 +51,23 @@ export class Gpu {
   /**
    * @param opts.paramsInStorage bind kernel parameters as storage (default: on lavapipe only, see
    * {@link isLavapipe}).
+   * @param opts.isCpu choose the kernel variants of this adapter class instead of the detected one (to run the
+   * GPU variants on llvmpipe in tests; default: detected).
    */
-  constructor(device: GPUDevice, info: GPUAdapterInfo, opts: { paramsInStorage?: boolean } = {}) {
+  constructor(
+    device: GPUDevice,
+    info: GPUAdapterInfo,
+    opts: { paramsInStorage?: boolean; isCpu?: boolean } = {},
+  ) {
     this.device = device;
     this.info = info;
     this.features = new Set([...device.features]);
     this.limits = device.limits;
     const d = `${info.description} ${info.device} ${info.vendor}`.toLowerCase();
-    this.isCpu = info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/.test(d);
-    this.paramsInStorage = opts.paramsInStorage ?? isLavapipe(this.isCpu, this.features);
+    const detectedCpu = info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/.test(d);
+    this.#detectedCpu = detectedCpu;
+    this.isCpu = opts.isCpu ?? detectedCpu;
+    this.paramsInStorage = opts.paramsInStorage ?? isLavapipe(detectedCpu, this.features);
     device.lost.then((e) => {
       this.#lost = `${e.reason}: ${e.message}`;
       if (e.reason !== "destroyed") {
@@ -179,7 +188,7 @@ export class Gpu {
     const l = this.limits;
     const mib = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
     return `${this.info.description || this.info.vendor || "unknown adapter"} (${
-      this.isCpu ? "CPU fallback" : "GPU"
+      this.#detectedCpu ? "CPU fallback" : "GPU"
     }` +
       `; maxStorageBufferBindingSize ${mib(l.maxStorageBufferBindingSize)}, maxBufferSize ${
         mib(l.maxBufferSize)
@@ -188,7 +197,11 @@ export class Gpu {
       `, texture2D ${l.maxTextureDimension2D}; features: ${
         [...this.features].filter((f) => (WANTED_FEATURES as readonly string[]).includes(f)).join(", ") ||
         "none"
-      }${this.paramsInStorage ? "; kernel parameters in a storage buffer" : ""})`;
+      }${this.paramsInStorage ? "; kernel parameters in a storage buffer" : ""}${
+        this.isCpu === this.#detectedCpu
+          ? ""
+          : `; ${this.isCpu ? "CPU" : "GPU"} kernel variants (FEDLODROP_KERNELS)`
+      })`;
   }
 }
 
@@ -219,6 +232,20 @@ export function paramsToStorage(wgsl: string): string {
   if (out === wgsl || at < 0) return out;
   const body = out.indexOf("{", at) + 1;
   return `${out.slice(0, body)}\n  let p = p;${out.slice(body)}`;
+}
+
+/** The value of environment variable `name` if set (one of `allowed`, else an error); undefined without it. */
+function envChoice(name: string, allowed: string[]): string | undefined {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get(name);
+  } catch {
+    return undefined; // no --allow-env: the default choice
+  }
+  if (v !== undefined && !allowed.includes(v)) {
+    throw new Error(`${name} must be ${allowed.map((a) => `"${a}"`).join(" or ")}, got "${v}"`);
+  }
+  return v;
 }
 
 let shared: Promise<Gpu> | null = null;
@@ -266,18 +293,13 @@ async function createGpu(opts: { verbose?: boolean }): Promise<Gpu> {
   }
   const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
-  // FEDLODROP_KERNEL_PARAMS=uniform|storage overrides where kernel parameters live (default: Gpu's choice).
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("FEDLODROP_KERNEL_PARAMS");
-  } catch {
-    env = undefined; // no --allow-env: the default choice
-  }
-  if (env !== undefined && env !== "uniform" && env !== "storage") {
-    throw new Error(`FEDLODROP_KERNEL_PARAMS must be "uniform" or "storage", got "${env}"`);
-  }
+  // FEDLODROP_KERNEL_PARAMS=uniform|storage overrides where kernel parameters live, FEDLODROP_KERNELS=cpu|gpu
+  // which adapter class's kernel variants run (default: Gpu's choices).
+  const params = envChoice("FEDLODROP_KERNEL_PARAMS", ["uniform", "storage"]);
+  const kernels = envChoice("FEDLODROP_KERNELS", ["cpu", "gpu"]);
   const gpu = new Gpu(device, adapter.info, {
-    paramsInStorage: env === undefined ? undefined : env === "storage",
+    paramsInStorage: params === undefined ? undefined : params === "storage",
+    isCpu: kernels === undefined ? undefined : kernels === "cpu",
   });
   device.addEventListener("uncapturederror", (ev) => {
     console.error(`fedlodrop: WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`);

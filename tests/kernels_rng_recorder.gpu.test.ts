@@ -211,3 +211,16 @@ Deno.test("device: kernel parameters in a storage buffer (lavapipe's setting) gi
   prof.destroy();
   for (const b of [out, sq, sc]) b.destroy();
 });
+
+Deno.test("device: the other adapter class's kernel variants on request (FEDLODROP_KERNELS)", async () => {
+  const gpu = await getGpu();
+  const other = new Gpu(gpu.device, gpu.info, { isCpu: !gpu.isCpu });
+  assertEquals(other.isCpu, !gpu.isCpu);
+  assertEquals(
+    other.describe().includes(`${other.isCpu ? "CPU" : "GPU"} kernel variants (FEDLODROP_KERNELS)`),
+    true,
+  );
+  assertEquals(gpu.describe().includes("kernel variants"), false);
+  // Where the parameters live follows the adapter itself, not the variants chosen.
+  assertEquals(other.paramsInStorage, gpu.paramsInStorage);
+});
