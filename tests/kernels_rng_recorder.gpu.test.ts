@@ -125,7 +125,7 @@ Deno.test("device: flushWrites submits queued writes above a threshold and keeps
 
 Deno.test("device: kernel parameters in a storage buffer (lavapipe's setting) give the same results as uniforms", async () => {
   const gpu = await getGpu();
-  const sgpu = new Gpu(gpu.device, gpu.info, { paramsInStorage: true });
+  const sgpu = new Gpu(gpu.device, gpu.info, { paramsInStorage: true, isCpu: gpu.isCpu });
   assertEquals(sgpu.paramsInStorage, true);
   assertEquals(sgpu.describe().includes("kernel parameters in a storage buffer"), true);
   // Only the storage address space allows an array of u32 with a 4-byte stride in the parameter struct (uniform
@@ -214,13 +214,16 @@ Deno.test("device: kernel parameters in a storage buffer (lavapipe's setting) gi
 
 Deno.test("device: the other adapter class's kernel variants on request (FEDLODROP_KERNELS)", async () => {
   const gpu = await getGpu();
-  const other = new Gpu(gpu.device, gpu.info, { isCpu: !gpu.isCpu });
-  assertEquals(other.isCpu, !gpu.isCpu);
-  assertEquals(
-    other.describe().includes(`${other.isCpu ? "CPU" : "GPU"} kernel variants (FEDLODROP_KERNELS)`),
-    true,
-  );
-  assertEquals(gpu.describe().includes("kernel variants"), false);
+  const asCpu = new Gpu(gpu.device, gpu.info, { isCpu: true });
+  const asGpu = new Gpu(gpu.device, gpu.info, { isCpu: false });
+  const detected = new Gpu(gpu.device, gpu.info);
+  deepStrictEqual([asCpu.isCpu, asGpu.isCpu], [true, false]);
+  // Exactly the one that differs from the detected class says so; the detected one says nothing.
+  const says = (g: Gpu) =>
+    g.describe().includes(`${g.isCpu ? "CPU" : "GPU"} kernel variants (FEDLODROP_KERNELS)`);
+  assertEquals(says(detected), false);
+  assertEquals(says(detected.isCpu ? asGpu : asCpu), true);
+  assertEquals(says(detected.isCpu ? asCpu : asGpu), false);
   // Where the parameters live follows the adapter itself, not the variants chosen.
-  assertEquals(other.paramsInStorage, gpu.paramsInStorage);
+  assertEquals(asCpu.paramsInStorage, asGpu.paramsInStorage);
 });
