@@ -153,22 +153,15 @@ export function storeBlockWgsl(
   opts: { bias: boolean; accumulate: boolean },
 ): string[] {
   const X = ["x", "y", "z", "w"];
-  // The parameters are read once: each `p.…` is a load of its own, which costs where they live in a storage
-  // buffer (Gpu.paramsInStorage: ~1.5–2× the time of small products on lavapipe, bench/NOTES.md entry 31).
-  const L: string[] = [
-    "  let st_m = p.m;",
-    "  let st_n = p.n;",
-    "  let st_ldc = p.ldc;",
-    "  let st_alpha = p.alpha;",
-  ];
+  const L: string[] = [];
   for (let i = 0; i < tm; i++) {
-    L.push(`  if (row0 + ${i * wy}u < st_m) {`);
-    L.push(`    let base${i} = oC + (row0 + ${i * wy}u) * st_ldc;`);
+    L.push(`  if (row0 + ${i * wy}u < p.m) {`);
+    L.push(`    let base${i} = oC + (row0 + ${i * wy}u) * p.ldc;`);
     for (let j = 0; j < tn; j++) {
-      let v = `st_alpha * acc${i}_${j >> 2}.${X[j & 3]}`;
+      let v = `p.alpha * acc${i}_${j >> 2}.${X[j & 3]}`;
       if (opts.bias) v += ` + bias[${col(j)}]`;
       const idx = `base${i} + ${col(j)}`;
-      L.push(`    if (${col(j)} < st_n) { C[${idx}] = ${opts.accumulate ? `C[${idx}] + ${v}` : v}; }`);
+      L.push(`    if (${col(j)} < p.n) { C[${idx}] = ${opts.accumulate ? `C[${idx}] + ${v}` : v}; }`);
     }
     L.push(`  }`);
   }
