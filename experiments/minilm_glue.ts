@@ -29,7 +29,8 @@ import { parseArgs } from "node:util";
 import { writeTextAtomic } from "../fl/atomic_write.ts";
 import { lineChartSvg } from "../fl/plots.ts";
 import { resolveRunConfig, type RunConfig } from "../fl/run_config.ts";
-import { type RunSummaryFile, trainRun } from "../tasks/train_run.ts";
+import { runConfigs } from "../tasks/run_pool.ts";
+import type { RunSummaryFile } from "../tasks/train_run.ts";
 
 /** The fixed settings of one task's experiment (fields of RunConfig, except the varied ones). */
 export interface TaskSettings {
@@ -109,6 +110,11 @@ export const TASKS: Record<string, TaskSettings> = {
 export const GAMMAS = [0, 0.1, 0.3, 0.5, 0.7];
 /** Seeds of every configuration. */
 export const SEEDS = [0, 1, 2];
+/**
+ * Runs side by side: two, each in its own process with half the cores for llvmpipe, finish the grid in ~0.6 of
+ * the time one at a time takes on 2 cores (bench/NOTES.md entry 34); the results are the same either way.
+ */
+export const DEFAULT_JOBS = 2;
 
 interface Result {
   aggregator: string;
@@ -124,7 +130,29 @@ export function meanSd(xs: number[]): { mean: number; sd: number } {
   return { mean, sd };
 }
 
-async function runOne(
+/** The run folder's name of one configuration. */
+function runName(aggregator: string, gamma: number, seed: number): string {
+  return `${aggregator}-g${gamma}-s${seed}`;
+}
+
+/** A run finished earlier (its `summary.json` exists), or null. */
+async function finishedRun(
+  root: string,
+  aggregator: string,
+  gamma: number,
+  seed: number,
+): Promise<Result | null> {
+  try {
+    const file = `${root}/${runName(aggregator, gamma, seed)}/summary.json`;
+    const summary = JSON.parse(await Deno.readTextFile(file)) as RunSummaryFile;
+    return { aggregator, gamma, seed, summary };
+  } catch {
+    return null;
+  }
+}
+
+/** One configuration's run config. */
+function runConfigOf(
   s: TaskSettings,
   root: string,
   model: string,
@@ -132,19 +160,9 @@ async function runOne(
   aggregator: RunConfig["aggregator"],
   gamma: number,
   seed: number,
-  reportOnly: boolean,
-): Promise<Result | null> {
-  const name = `${aggregator}-g${gamma}-s${seed}`;
-  const out = `${root}/${name}`;
-  try {
-    const summary = JSON.parse(await Deno.readTextFile(`${out}/summary.json`)) as RunSummaryFile;
-    if (!reportOnly) console.error(`minilm_glue: ${s.task} ${name}: reusing ${out}/summary.json`);
-    return { aggregator, gamma, seed, summary };
-  } catch {
-    // not run yet
-  }
-  if (reportOnly) return null;
-  const cfg = resolveRunConfig({
+): RunConfig {
+  const name = runName(aggregator, gamma, seed);
+  return resolveRunConfig({
     ...s,
     name,
     model,
@@ -154,16 +172,8 @@ async function runOne(
     seed,
     mode: "subadapter",
     mask: "bernoulli",
-    out,
+    out: `${root}/${name}`,
   });
-  const t0 = performance.now();
-  const summary = await trainRun(cfg, { quiet: true });
-  console.error(
-    `minilm_glue: ${s.task} ${name}: final dev ${summary.finalDev.toFixed(4)}, best ${
-      summary.bestDev.toFixed(4)
-    }, gap ${summary.finalGap.toFixed(4)}, ${((performance.now() - t0) / 1000).toFixed(0)} s`,
-  );
-  return { aggregator, gamma, seed, summary };
 }
 
 function groups(results: Result[]): { aggregator: string; gamma: number; runs: Result[] }[] {
@@ -233,6 +243,7 @@ async function main(): Promise<void> {
       gammas: { type: "string" },
       rounds: { type: "string" },
       "fedex-only": { type: "boolean" },
+      jobs: { type: "string", default: String(DEFAULT_JOBS) },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -241,13 +252,14 @@ async function main(): Promise<void> {
     console.error(
       `usage: deno run -A --unstable-webgpu experiments/minilm_glue.ts ${
         Object.keys(TASKS).join("|")
-      } [--model DIR] [--data GLUE_DIR] [--out DIR] [--report-only] [--seeds L] [--gammas L] [--rounds N] [--fedex-only]\n` +
+      } [--model DIR] [--data GLUE_DIR] [--out DIR] [--report-only] [--seeds L] [--gammas L] [--rounds N] [--fedex-only] [--jobs N]\n` +
         `  --model: a MiniLM folder from \`deno task fetch-model minilm --out DIR\` [models/minilm]\n` +
         `  --data: GLUE folder with <TASK>/{train,dev}.tsv [../shared/data/glue]\n` +
         `  --report-only: write the tables and plots from the runs finished so far, run nothing\n` +
         `  --seeds 0,1 / --gammas 0,0.3: a smaller grid than the fixed one (seeds ${SEEDS}, γ ${GAMMAS})\n` +
         `  --rounds N: another horizon (its runs go to <out>/<task>-rN)\n` +
-        `  --fedex-only: skip phase 2 (FedAvg and FFA-LoRA)`,
+        `  --fedex-only: skip phase 2 (FedAvg and FFA-LoRA)\n` +
+        `  --jobs N: runs side by side in N child processes, each with LP_NUM_THREADS = cores / N [${DEFAULT_JOBS}]`,
     );
     Deno.exit(v.help ? 0 : 2);
   }
@@ -267,6 +279,11 @@ async function main(): Promise<void> {
     console.error(`minilm_glue: --rounds must be a positive integer, got "${v.rounds}"`);
     Deno.exit(2);
   }
+  const jobs = Number(v.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1) {
+    console.error(`minilm_glue: --jobs must be a positive integer, got "${v.jobs}"`);
+    Deno.exit(2);
+  }
   const s = { ...TASKS[task], rounds };
   const root = `${v.out}/${task}${rounds === TASKS[task].rounds ? "" : `-r${rounds}`}`;
   for (const [what, path] of [["model", `${v.model}/config.json`], ["data", v.data!]]) {
@@ -280,26 +297,49 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const reportOnly = !!v["report-only"];
   const results: Result[] = [];
-  const add = (r: Result | null) => {
-    if (r) results.push(r);
-  };
   // Phase 2 has 2 or 4 configurations (γ = 0 only when the best γ is 0): the ETA assumes 4.
   let total = gammas.length * seeds.length + (v["fedex-only"] ? 0 : 4 * seeds.length);
   const progress = () => {
     const done = results.length, el = (performance.now() - t0) / 1000;
-    const eta = done > 0 ? (el / done) * (total - done) : NaN;
-    console.error(`minilm_glue: ${done}/${total} runs, ${el.toFixed(0)} s elapsed, ETA ${eta.toFixed(0)} s`);
+    const eta = done > 0 ? `${((el / done) * (total - done)).toFixed(0)} s` : "?";
+    console.error(`minilm_glue: ${done}/${total} runs, ${el.toFixed(0)} s elapsed, ETA ${eta}`);
+  };
+  // Runs the configurations not finished before, `jobs` at a time; results keep the configurations' order.
+  const runPhase = async (todo: readonly (readonly [RunConfig["aggregator"], number, number])[]) => {
+    const phase: (Result | null)[] = [];
+    const pending: number[] = [];
+    for (const [i, [aggregator, gamma, seed]] of todo.entries()) {
+      phase.push(await finishedRun(root, aggregator, gamma, seed));
+      if (phase[i]) {
+        if (!reportOnly) {
+          console.error(`minilm_glue: ${task} ${runName(aggregator, gamma, seed)}: reusing it`);
+        }
+        results.push(phase[i]!);
+      } else if (!reportOnly) pending.push(i);
+    }
+    if (pending.length > 0) progress();
+    const configs = pending.map((i) => runConfigOf(s, root, v.model!, v.data!, ...todo[i]));
+    await runConfigs(configs, {
+      jobs,
+      onFinish: (_cfg, summary, k) => {
+        const [aggregator, gamma, seed] = todo[pending[k]];
+        phase[pending[k]] = { aggregator, gamma, seed, summary };
+        results.push(phase[pending[k]]!);
+        console.error(
+          `minilm_glue: ${s.task} ${summary.name}: final dev ${summary.finalDev.toFixed(4)}, best ${
+            summary.bestDev.toFixed(4)
+          }, gap ${summary.finalGap.toFixed(4)}, ${summary.seconds.toFixed(0)} s`,
+        );
+        progress();
+      },
+    });
+    return phase.filter((r): r is Result => r !== null);
   };
   // Phase 1: FedEx with the sub-adapter mode over the γ sweep.
-  for (const gamma of gammas) {
-    for (const seed of seeds) {
-      add(await runOne(s, root, v.model!, v.data!, "fedex", gamma, seed, reportOnly));
-      progress();
-    }
-  }
+  const phase1 = await runPhase(gammas.flatMap((g) => seeds.map((sd) => ["fedex", g, sd] as const)));
   // The γ with the highest mean best dev metric (ties: the smaller γ).
   let bestGamma = gammas[0], bestMean = -Infinity;
-  for (const g of groups(results)) {
+  for (const g of groups(phase1)) {
     const m = meanSd(g.runs.map((r) => r.summary.bestDev)).mean;
     if (m > bestMean + 1e-12) [bestGamma, bestMean] = [g.gamma, m];
   }
@@ -307,14 +347,12 @@ async function main(): Promise<void> {
   // Phase 2: FedAvg and FFA-LoRA at γ = 0 and the best γ.
   const phase2 = v["fedex-only"] ? [] : bestGamma === 0 ? [0] : [0, bestGamma];
   total = (gammas.length + 2 * phase2.length) * seeds.length;
-  for (const aggregator of ["fedavg", "ffa"] as const) {
-    for (const gamma of phase2) {
-      for (const seed of seeds) {
-        add(await runOne(s, root, v.model!, v.data!, aggregator, gamma, seed, reportOnly));
-        progress();
-      }
-    }
-  }
+  const phase2Runs = await runPhase(
+    (["fedavg", "ffa"] as const).flatMap((a) =>
+      phase2.flatMap((g) => seeds.map((sd) => [a, g, sd] as const))
+    ),
+  );
+  results.splice(0, results.length, ...phase1, ...phase2Runs);
   if (results.length === 0) {
     console.error(`minilm_glue: ${task}: no finished runs in ${root}`);
     Deno.exit(1);

@@ -5,7 +5,8 @@
  */
 import { writeTextAtomic } from "../fl/atomic_write.ts";
 import type { RunConfig } from "../fl/run_config.ts";
-import { type RunSummaryFile, trainRun } from "./train_run.ts";
+import { runConfigs } from "./run_pool.ts";
+import type { RunSummaryFile } from "./train_run.ts";
 
 /** An experiment: runs (partial configs) and, for a sweep, the fields that vary. */
 export interface Experiment {
@@ -15,15 +16,22 @@ export interface Experiment {
   sweepFields?: string[];
 }
 
-/** Runs every config in order (each resumable on its own) and writes `runs/<experiment>/comparison.{csv,md}`. */
-export async function runSweep(exp: Experiment, configs: RunConfig[]): Promise<RunSummaryFile[]> {
+/**
+ * Runs every config (each resumable on its own), `jobs` at a time (1: in order in this process; more: side by
+ * side in child processes, see {@link runConfigs}), and writes `runs/<experiment>/comparison.{csv,md}` with the
+ * runs in the configs' order.
+ */
+export async function runSweep(
+  exp: Experiment,
+  configs: RunConfig[],
+  opts: { jobs?: number } = {},
+): Promise<RunSummaryFile[]> {
   const root = `runs/${exp.name ?? "sweep"}`;
-  const out: RunSummaryFile[] = [];
-  for (const [i, c] of configs.entries()) {
-    const cfg = { ...c, out: c.out ?? `${root}/${c.name}` };
-    console.error(`fedlodrop: sweep run ${i + 1}/${configs.length}: ${cfg.name}`);
-    out.push(await trainRun(cfg, { quiet: true }));
-  }
+  const placed = configs.map((c) => ({ ...c, out: c.out ?? `${root}/${c.name}` }));
+  const out = await runConfigs(placed, {
+    jobs: opts.jobs,
+    onStart: (cfg, i) => console.error(`fedlodrop: sweep run ${i + 1}/${configs.length}: ${cfg.name}`),
+  });
   const fields = exp.sweepFields ?? [];
   const header = [
     "run",

@@ -28,6 +28,7 @@ function usage(): string {
     lines.push(`  --${kebab(f).padEnd(18)} ${RUN_HELP[f]} [${def}]`);
   }
   lines.push("  --experiment FILE   experiment file; flags given as well override its fields");
+  lines.push("  --jobs N            a sweep's runs N at a time, side by side in child processes [1]");
   lines.push("  --resume DIR        resume the run in DIR (its run.json holds the config)");
   lines.push("  -h, --help          this text");
   return lines.join("\n");
@@ -54,11 +55,12 @@ function parseValue(field: keyof RunConfig, raw: string | boolean): unknown {
 /** Parses argv into an experiment: overrides for a run, or a file's runs with the flags applied on top. */
 export async function parseTrainArgs(
   argv: string[],
-): Promise<{ help: boolean; resume?: string; experiment: Experiment }> {
+): Promise<{ help: boolean; resume?: string; jobs: number; experiment: Experiment }> {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
     help: { type: "boolean", short: "h" },
     experiment: { type: "string" },
     resume: { type: "string" },
+    jobs: { type: "string" },
   };
   for (const f of FIELDS) {
     if (f !== "gammaRounds") options[kebab(f)] = { type: BOOL.has(f) ? "boolean" : "string" };
@@ -75,9 +77,11 @@ export async function parseTrainArgs(
     const raw = v[kebab(f)];
     if (raw !== undefined) (overrides as Record<string, unknown>)[f] = parseValue(f, raw);
   }
+  const jobs = v.jobs === undefined ? 1 : Number(v.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`--jobs: "${v.jobs}" is not a positive integer`);
   let experiment: Experiment = { runs: [overrides] };
   if (typeof v.experiment === "string") experiment = await loadExperiment(v.experiment, overrides);
-  return { help: !!v.help, resume: typeof v.resume === "string" ? v.resume : undefined, experiment };
+  return { help: !!v.help, resume: typeof v.resume === "string" ? v.resume : undefined, jobs, experiment };
 }
 
 /**
@@ -192,7 +196,7 @@ async function main(): Promise<number> {
     }
     return 0;
   }
-  await runSweep(exp, configs);
+  await runSweep(exp, configs, { jobs: args.jobs });
   return 0;
 }
 
