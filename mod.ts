@@ -4,7 +4,7 @@
  * The public surface, one re-export per concept:
  * - model: {@link loadModel}, {@link loadTokenizer}, safetensors and config readers, the float64 reference;
  * - fl: masks, data splits, aggregators, byte accounting, the round loop;
- * - tasks: GLUE readers, the task registry, {@link glueMetrics}, {@link trainRun};
+ * - tasks: GLUE readers, the task registry, {@link glueMetrics}, {@link trainRun}, {@link runConfigs};
  * - opt: the resource/dropout optimiser;
  * - kernels: the WebGPU device, the recorder and the counter-based RNG.
  *
@@ -86,7 +86,8 @@ export { readMetrics, RunLog, summarizeRun } from "./fl/run_log.ts";
 export { DEFAULT_DATA_DIR, type GlueExample, readGlueSplit } from "./tasks/glue.ts";
 export { GLUE_TASK_NAMES, GLUE_TASKS, glueTask, type GlueTaskSpec } from "./tasks/registry.ts";
 export { accuracy, f1Score, glueMetrics, matthewsCorrelation, pearson, spearman } from "./tasks/metrics.ts";
-export { trainRun } from "./tasks/train_run.ts";
+export { type RunSummaryFile, trainRun } from "./tasks/train_run.ts";
+export { runConfigs, type RunPoolOptions } from "./tasks/run_pool.ts";
 export { fetchModel, verifyModelDir } from "./tasks/fetch_model.ts";
 export {
   createProfiler,

@@ -14,6 +14,7 @@
  * `results.csv` and `results.md` (per aggregator and γ: final and best dev metric, final train metric, train/dev
  * gap, bytes uploaded, seconds, as mean ± sample standard deviation over seeds), `dev_vs_gamma.svg` and
  * `gap_vs_gamma.svg`. A finished run folder (with `summary.json`) is reused, so a killed experiment continues.
+ * Runs go two at a time (`--jobs`), each in its own process; the numbers do not depend on it.
  *
  * @example
  * ```sh

@@ -33,6 +33,14 @@ Deno.test("experiment files: sweep expands, flags override, TS modules load", as
     deepStrictEqual(gammasForRound(cfg, 0), [0.1, 0.2, 0.3]);
     const parsed = await parseTrainArgs(["--experiment", `${dir}/one.ts`, "--rounds", "9"]);
     strictEqual(parsed.experiment.runs[0].rounds, 9);
+    strictEqual(parsed.jobs, 1);
+    strictEqual((await parseTrainArgs(["--experiment", `${dir}/sweep.json`, "--jobs", "3"])).jobs, 3);
+    for (const bad of ["0", "1.5", "two"]) {
+      await rejects(
+        () => parseTrainArgs(["--jobs", bad]),
+        new RegExp(`--jobs: "${bad}" is not a positive integer`),
+      );
+    }
     await Deno.writeTextFile(`${dir}/bad.json`, `{"run": {"gama": 0.3}}`);
     const bad = await loadExperiment(`${dir}/bad.json`);
     throws(() => resolveRunConfig(bad.runs[0]), /config field "gama": unknown field/);
