@@ -11,7 +11,8 @@
  */
 import { boundObjective } from "./bound.ts";
 import { checkAllocation } from "./checker.ts";
-import { parseScenario, type Scenario, writeTextAtomic } from "./scenario.ts";
+import { writeTextAtomic } from "../fl/atomic_write.ts";
+import { parseScenario, type Scenario } from "./scenario.ts";
 import { leastEnergySplit, minBandwidth } from "./system_model.ts";
 
 /** Format tag of plan files. */

@@ -351,10 +351,3 @@ export function drawScenarioJson(k: number, seed: number, bandwidthHz = 1.2e6): 
     devices,
   };
 }
-
-/** Writes text atomically (temporary file in the same directory, then rename). */
-export async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}-${Date.now()}`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
-}
