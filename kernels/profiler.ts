@@ -1,7 +1,9 @@
 /**
  * Kernel profiler: a {@link DispatchObserver} that brackets every dispatch's compute pass with
  * `timestamp-query` writes, resolves them at the end of each command buffer and reads them back after
- * the step. With no profiler attached the recorder adds no queries and no readbacks. Adapters without
+ * the step. Copies and clears between kernels (staging operands into textures, zeroing gradients) are
+ * timed too, between two empty compute passes that write a timestamp right before and right after them; they
+ * come back with `kind: "transfer"`. With no profiler attached the recorder adds no queries and no readbacks. Adapters without
  * `timestamp-query` use the serialized wall-clock fallback of `profiler_serial.ts`
  * ({@link createProfiler} picks one); every output (table, CSV, trace) names which timing produced it.
  *
@@ -16,7 +18,7 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import type { Dispatch, DispatchObserver, Recorder } from "./recorder.ts";
+import type { Dispatch, DispatchObserver, Recorder, Transfer } from "./recorder.ts";
 import { SerialProfiler, type SerialProfilerOptions } from "./profiler_serial.ts";
 
 /** Queries per query set (WebGPU caps a set at 4096); two per dispatch. */
@@ -34,13 +36,15 @@ export const TIMING_LABELS: Readonly<Record<TimingMode, string>> = {
   serial: "serialized wall-clock (no timestamp-query)",
 };
 
-/** One profiled dispatch. */
+/** One profiled dispatch (a kernel) or transfer (a copy or clear between kernels). */
 export interface TimedDispatch {
-  /** Kernel name. */
+  /** `"kernel"` for a dispatch; `"transfer"` for a copy or clear (label `copy`, `copy-to-texture`, `clear`). */
+  kind: "kernel" | "transfer";
+  /** Kernel name, or the transfer's kind. */
   label: string;
   /** Shape string ("" when the launcher gave none). */
   shape: string;
-  /** Workgroups dispatched. */
+  /** Workgroups dispatched ([0, 0, 0] for a transfer). */
   groups: [number, number, number];
   /** FLOPs counted by the launcher (0 when none). */
   flops: number;
@@ -64,8 +68,36 @@ export interface DispatchProfiler extends DispatchObserver {
   destroy?(): void;
 }
 
+/**
+ * What a transfer reports in a profile: its label, a shape (`W x H` texels for a texture copy, bytes for the
+ * others) and the bytes it moves (read and written for a copy, written for a clear).
+ */
+export function describeTransfer(t: Transfer): { label: string; shape: string; bytes: number } {
+  if (t.kind === "copy-to-texture") {
+    const [w, h, d] = t.size;
+    return { label: t.kind, shape: d > 1 ? `${w}x${h}x${d}` : `${w}x${h}`, bytes: 2 * t.bytes };
+  }
+  return { label: t.kind, shape: `${t.bytes}B`, bytes: t.kind === "copy" ? 2 * t.bytes : t.bytes };
+}
+
+/** A timed dispatch or transfer without its times. */
+export function untimed(item: Dispatch | Transfer): Omit<TimedDispatch, "startNs" | "durationNs" | "timing"> {
+  if ("pipeline" in item) {
+    const [x, y = 1, z = 1] = item.groups;
+    return {
+      kind: "kernel",
+      label: item.label,
+      shape: item.shape ?? "",
+      groups: [x, y, z],
+      flops: item.flops ?? 0,
+      bytes: item.bytes ?? 0,
+    };
+  }
+  return { kind: "transfer", groups: [0, 0, 0], flops: 0, ...describeTransfer(item) };
+}
+
 interface Pending {
-  d: Dispatch;
+  item: Dispatch | Transfer;
   set: GPUQuerySet;
   index: number;
 }
@@ -163,8 +195,22 @@ export class KernelProfiler implements DispatchProfiler {
   /** Gives the pass begin/end timestamp writes. */
   onDispatch(d: Dispatch, _encoder: GPUCommandEncoder): GPUComputePassTimestampWrites {
     const { set, index } = this.#slot();
-    this.#items.push({ d, set, index });
+    this.#items.push({ item: d, set, index });
     return { querySet: set, beginningOfPassWriteIndex: index, endOfPassWriteIndex: index + 1 };
+  }
+
+  /** Brackets a copy or clear: an empty compute pass writes a timestamp right before it… */
+  beforeTransfer(t: Transfer, encoder: GPUCommandEncoder): void {
+    const { set, index } = this.#slot();
+    this.#items.push({ item: t, set, index });
+    encoder.beginComputePass({ timestampWrites: { querySet: set, endOfPassWriteIndex: index } }).end();
+  }
+
+  /** …and another right after it. */
+  afterTransfer(_t: Transfer, encoder: GPUCommandEncoder): void {
+    const { set, index } = this.#items[this.#items.length - 1];
+    encoder.beginComputePass({ timestampWrites: { querySet: set, beginningOfPassWriteIndex: index + 1 } })
+      .end();
   }
 
   /** Resolves the queries of this command buffer into a mappable buffer. */
@@ -214,13 +260,8 @@ export class KernelProfiler implements DispatchProfiler {
       rb.resolve.destroy();
       for (const it of rb.items) {
         const t0 = ts[it.index], t1 = ts[it.index + 1];
-        const [x, y = 1, z = 1] = it.d.groups;
         this.#done.push({
-          label: it.d.label,
-          shape: it.d.shape ?? "",
-          groups: [x, y, z],
-          flops: it.d.flops ?? 0,
-          bytes: it.d.bytes ?? 0,
+          ...untimed(it.item),
           startNs: Number(t0),
           durationNs: t1 >= t0 ? Number(t1 - t0) : 0,
           timing: "timestamps",
@@ -370,7 +411,7 @@ export function chromeTrace(
     otherData: { timing, ...extra },
     traceEvents: events.map((e) => ({
       name: e.label,
-      cat: "kernel",
+      cat: e.kind,
       ph: "X",
       ts: (e.startNs - t0) / 1e3,
       dur: e.durationNs / 1e3,

@@ -19,6 +19,10 @@
  * Timings are therefore those of the same kernels, shapes and workgroups on end-of-step data; call `collect`
  * before any buffer of the step is destroyed.
  *
+ * Copies and clears between kernels (`Transfer`s) are captured and replayed the same way: a buffer they write
+ * is replaced by scratch, a texture they write (the GEMM staging textures, rewritten before each use) is
+ * written as recorded, and a buffer they read is read as recorded.
+ *
  * @example
  * ```ts
  * const prof = new SerialProfiler(rec.gpu);
@@ -31,8 +35,8 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import type { Dispatch } from "./recorder.ts";
-import type { DispatchProfiler, TimedDispatch } from "./profiler.ts";
+import { type Dispatch, encodeTransfer, type Transfer } from "./recorder.ts";
+import { type DispatchProfiler, type TimedDispatch, untimed } from "./profiler.ts";
 
 /** Bytes of the replay's uniform buffer (the recorder's slot size). */
 const UNIFORM_BYTES = 256;
@@ -60,7 +64,7 @@ export class SerialProfiler implements DispatchProfiler {
   readonly repeats: number;
   /** Median wall time of an empty submit and wait, in ns, measured by the last {@link collect}. */
   overheadNs = 0;
-  #captured: Dispatch[] = [];
+  #captured: (Dispatch | Transfer)[] = [];
   #scratch = new Map<number, GPUBuffer[]>();
   #uniform: GPUBuffer | null = null;
 
@@ -84,6 +88,11 @@ export class SerialProfiler implements DispatchProfiler {
       groups: [...d.groups] as Dispatch["groups"],
     });
     return undefined;
+  }
+
+  /** Captures a copy or clear (a shallow copy: the buffers and texture stay the recorded ones). */
+  beforeTransfer(t: Transfer, _encoder: GPUCommandEncoder): void {
+    this.#captured.push(t.kind === "copy-to-texture" ? { ...t, size: [...t.size] } : { ...t });
   }
 
   /** Nothing to resolve. */
@@ -139,65 +148,85 @@ export class SerialProfiler implements DispatchProfiler {
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
       label: "serial profiler uniforms",
     });
-    const host = new ArrayBuffer(UNIFORM_BYTES);
     const out: TimedDispatch[] = [];
-    for (const d of items) {
-      // Untimed: copy the bound buffers into scratch and write the uniforms.
-      const stage = dev.createCommandEncoder({ label: `serial profiler stage ${d.label}` });
-      const subst = new Map<GPUBuffer, GPUBuffer>();
-      const used = new Map<number, number>();
-      for (const b of d.buffers) {
-        if (!(b instanceof GPUBuffer) || subst.has(b)) continue;
-        const k = used.get(b.size) ?? 0;
-        used.set(b.size, k + 1);
-        const s = this.#scratchBuffer(b.size, k);
-        if (b.usage & GPUBufferUsage.COPY_SRC) stage.copyBufferToBuffer(b, 0, s, 0, b.size);
-        subst.set(b, s);
-      }
-      const nu = d.u32?.length ?? 0, nf = d.f32?.length ?? 0;
-      const entries: GPUBindGroupEntry[] = [];
-      if (nu + nf > 0) {
-        const u = new Uint32Array(host), f = new Float32Array(host);
-        u.fill(0);
-        for (let j = 0; j < nu; j++) u[j] = d.u32![j] >>> 0;
-        for (let j = 0; j < nf; j++) f[nu + j] = d.f32![j];
-        dev.queue.writeBuffer(this.#uniform, 0, host);
-        entries.push({ binding: 0, resource: { buffer: this.#uniform, offset: 0, size: UNIFORM_BYTES } });
-      }
-      d.buffers.forEach((b, i) =>
-        entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: subst.get(b)! } : b })
-      );
-      dev.queue.submit([stage.finish()]);
-      await this.#wait();
-      const bindGroup = dev.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries });
-      const [x, y = 1, z = 1] = d.groups;
-      const cbs: GPUCommandBuffer[] = [];
-      for (let r = 0; r < this.repeats; r++) {
-        const enc = dev.createCommandEncoder({ label: `serial profiler ${d.label}` });
-        const pass = enc.beginComputePass();
-        pass.setPipeline(d.pipeline);
-        pass.setBindGroup(0, bindGroup);
-        pass.dispatchWorkgroups(x, y, z);
-        pass.end();
-        cbs.push(enc.finish());
-      }
+    for (const item of items) {
+      const cbs = "pipeline" in item ? await this.#stageDispatch(item) : this.#stageTransfer(item);
       // Timed: submit and wait.
       const t0 = performance.now();
       dev.queue.submit(cbs);
       await this.#wait();
       const wallNs = (performance.now() - t0) * 1e6;
       out.push({
-        label: d.label,
-        shape: d.shape ?? "",
-        groups: [x, y, z],
-        flops: d.flops ?? 0,
-        bytes: d.bytes ?? 0,
+        ...untimed(item),
         startNs: t0 * 1e6,
         durationNs: Math.max(0, wallNs - this.overheadNs) / this.repeats,
         timing: "serial",
       });
     }
     return out;
+  }
+
+  /**
+   * Untimed: copies the dispatch's buffers into scratch and writes its uniforms; returns the `repeats` command
+   * buffers to time.
+   */
+  async #stageDispatch(d: Dispatch): Promise<GPUCommandBuffer[]> {
+    const dev = this.gpu.device;
+    const stage = dev.createCommandEncoder({ label: `serial profiler stage ${d.label}` });
+    const subst = new Map<GPUBuffer, GPUBuffer>();
+    const used = new Map<number, number>();
+    for (const b of d.buffers) {
+      if (!(b instanceof GPUBuffer) || subst.has(b)) continue;
+      const k = used.get(b.size) ?? 0;
+      used.set(b.size, k + 1);
+      const s = this.#scratchBuffer(b.size, k);
+      if (b.usage & GPUBufferUsage.COPY_SRC) stage.copyBufferToBuffer(b, 0, s, 0, b.size);
+      subst.set(b, s);
+    }
+    const nu = d.u32?.length ?? 0, nf = d.f32?.length ?? 0;
+    const entries: GPUBindGroupEntry[] = [];
+    if (nu + nf > 0) {
+      const host = new ArrayBuffer(UNIFORM_BYTES);
+      const u = new Uint32Array(host), f = new Float32Array(host);
+      for (let j = 0; j < nu; j++) u[j] = d.u32![j] >>> 0;
+      for (let j = 0; j < nf; j++) f[nu + j] = d.f32![j];
+      dev.queue.writeBuffer(this.#uniform!, 0, host);
+      entries.push({ binding: 0, resource: { buffer: this.#uniform!, offset: 0, size: UNIFORM_BYTES } });
+    }
+    d.buffers.forEach((b, i) =>
+      entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: subst.get(b)! } : b })
+    );
+    dev.queue.submit([stage.finish()]);
+    await this.#wait();
+    const bindGroup = dev.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries });
+    const [x, y = 1, z = 1] = d.groups;
+    const cbs: GPUCommandBuffer[] = [];
+    for (let r = 0; r < this.repeats; r++) {
+      const enc = dev.createCommandEncoder({ label: `serial profiler ${d.label}` });
+      const pass = enc.beginComputePass();
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(x, y, z);
+      pass.end();
+      cbs.push(enc.finish());
+    }
+    return cbs;
+  }
+
+  /** The `repeats` command buffers of a transfer, the buffer it writes replaced by scratch. */
+  #stageTransfer(t: Transfer): GPUCommandBuffer[] {
+    const replayed: Transfer = t.kind === "copy"
+      ? { ...t, dst: this.#scratchBuffer(t.dst.size, 0) }
+      : t.kind === "clear"
+      ? { ...t, buffer: this.#scratchBuffer(t.buffer.size, 0) }
+      : t;
+    const cbs: GPUCommandBuffer[] = [];
+    for (let r = 0; r < this.repeats; r++) {
+      const enc = this.gpu.device.createCommandEncoder({ label: `serial profiler ${t.kind}` });
+      encodeTransfer(enc, replayed);
+      cbs.push(enc.finish());
+    }
+    return cbs;
   }
 
   /** Frees the scratch and uniform buffers (the profiler stays usable; they are recreated on demand). */

@@ -65,10 +65,39 @@ export interface Dispatch {
   bytes?: number;
 }
 
+/**
+ * A copy or clear recorded between dispatches (staging operands into textures, copying rows, zeroing
+ * gradients): what a profiler times besides kernels. `bytes` is what it writes.
+ */
+export type Transfer =
+  | { kind: "copy"; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; bytes: number }
+  | {
+    kind: "copy-to-texture";
+    source: GPUTexelCopyBufferInfo;
+    destination: GPUTexelCopyTextureInfo;
+    size: [number, number, number];
+    bytes: number;
+  }
+  | { kind: "clear"; buffer: GPUBuffer; offset: number; bytes: number };
+
+/** Records `t` into `encoder` (the recorder's encoding, also used by the serial profiler's replay). */
+export function encodeTransfer(encoder: GPUCommandEncoder, t: Transfer): void {
+  if (t.kind === "copy") encoder.copyBufferToBuffer(t.src, t.srcOffset, t.dst, t.dstOffset, t.bytes);
+  else if (t.kind === "clear") encoder.clearBuffer(t.buffer, t.offset, t.bytes);
+  else encoder.copyBufferToTexture(t.source, t.destination, t.size);
+}
+
+/** Bytes per texel of the texture formats this project copies into (0 for others: their bytes are not counted). */
+const TEXEL_BYTES: Record<string, number> = { rgba32float: 16, rg32float: 8, r32float: 4, rgba16float: 8 };
+
 /** Observes dispatches; `kernels/profiler.ts` implements it with timestamp queries. */
 export interface DispatchObserver {
   /** Called per dispatch; may return timestamp writes for the compute pass. */
   onDispatch(d: Dispatch, encoder: GPUCommandEncoder): GPUComputePassTimestampWrites | undefined;
+  /** Called right before a copy or clear is encoded (optional; e.g. to write a timestamp before it). */
+  beforeTransfer?(t: Transfer, encoder: GPUCommandEncoder): void;
+  /** Called right after a copy or clear is encoded. */
+  afterTransfer?(t: Transfer, encoder: GPUCommandEncoder): void;
   /** Called once the command buffer is about to be finished (resolve queries here). */
   beforeFinish(encoder: GPUCommandEncoder): void;
   /** Called after submit. */
@@ -146,8 +175,7 @@ export class Recorder {
 
   /** Records a buffer-to-buffer copy (in bytes). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
-    this.#flushPending();
-    this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.#transfer({ kind: "copy", src, srcOffset, dst, dstOffset, bytes });
   }
 
   /**
@@ -159,14 +187,23 @@ export class Recorder {
     destination: GPUTexelCopyTextureInfo,
     size: GPUExtent3D,
   ): void {
-    this.#flushPending();
-    this.encoder.copyBufferToTexture(source, destination, size);
+    const e = "width" in size ? [size.width, size.height, size.depthOrArrayLayers] : [...size];
+    const extent: [number, number, number] = [e[0]!, e[1] ?? 1, e[2] ?? 1];
+    const bytes = extent[0] * extent[1] * extent[2] * (TEXEL_BYTES[destination.texture.format] ?? 0);
+    this.#transfer({ kind: "copy-to-texture", source, destination, size: extent, bytes });
   }
 
-  /** Records zeroing `bytes` of `buf` from `offset`. */
+  /** Records zeroing `bytes` of `buf` from `offset` (to its end when `bytes` is not given). */
   clear(buf: GPUBuffer, offset = 0, bytes?: number): void {
+    this.#transfer({ kind: "clear", buffer: buf, offset, bytes: bytes ?? buf.size - offset });
+  }
+
+  #transfer(t: Transfer): void {
     this.#flushPending();
-    this.encoder.clearBuffer(buf, offset, bytes);
+    const enc = this.encoder;
+    this.observer?.beforeTransfer?.(t, enc);
+    encodeTransfer(enc, t);
+    this.observer?.afterTransfer?.(t, enc);
   }
 
   // Dispatches are turned into compute passes lazily (at a copy or at submit).

@@ -468,6 +468,36 @@ export class RobertaModel {
     return this.modules[layer * this.lora.targets.length + this.lora.targets.indexOf(target)];
   }
 
+  /** What a LoRA module's forward and backward share, or undefined where `target` is not adapted. */
+  #loraShared(
+    plan: ActivationPlan,
+    layer: number,
+    target: LoraTarget,
+    M: number,
+    train: boolean,
+    stream: number,
+  ) {
+    const mod = this.#module(layer, target);
+    if (!mod) return undefined;
+    return {
+      mod,
+      args: {
+        a: mod.a.param,
+        b: mod.b.param,
+        maskA: mod.maskA,
+        maskB: mod.maskB,
+        t: plan.layers[layer].loraT.get(target)!,
+        m: M,
+        nIn: mod.nIn,
+        nOut: mod.nOut,
+        r: this.lora.r,
+        scale: this.scale,
+        dropout: train ? this.rates.lora : 0,
+        dropKey: this.#key(stream, layer, SITE.lora + TARGET_INDEX[target]),
+      },
+    };
+  }
+
   #loraFwd(
     plan: ActivationPlan,
     layer: number,
@@ -478,25 +508,8 @@ export class RobertaModel {
     train: boolean,
     stream: number,
   ): void {
-    const mod = this.#module(layer, target);
-    if (!mod) return;
-    const p = train ? this.rates.lora : 0;
-    loraForward(this.#rec, {
-      x,
-      a: mod.a.param,
-      b: mod.b.param,
-      maskA: mod.maskA,
-      maskB: mod.maskB,
-      t: plan.layers[layer].loraT.get(target)!,
-      y,
-      m: M,
-      nIn: mod.nIn,
-      nOut: mod.nOut,
-      r: this.lora.r,
-      scale: this.scale,
-      dropout: p,
-      dropKey: this.#key(stream, layer, SITE.lora + TARGET_INDEX[target]),
-    });
+    const shared = this.#loraShared(plan, layer, target, M, train, stream);
+    if (shared) loraForward(this.#rec, { ...shared.args, x, y });
   }
 
   #loraBwd(
@@ -510,28 +523,9 @@ export class RobertaModel {
     train: boolean,
     stream: number,
   ): void {
-    const mod = this.#module(layer, target);
-    if (!mod) return;
-    const p = train ? this.rates.lora : 0;
-    loraBackward(this.#rec, {
-      dy,
-      x,
-      a: mod.a.param,
-      b: mod.b.param,
-      maskA: mod.maskA,
-      maskB: mod.maskB,
-      t: plan.layers[layer].loraT.get(target)!,
-      dA: mod.a.grad,
-      dB: mod.b.grad,
-      dx,
-      m: M,
-      nIn: mod.nIn,
-      nOut: mod.nOut,
-      r: this.lora.r,
-      scale: this.scale,
-      dropout: p,
-      dropKey: this.#key(stream, layer, SITE.lora + TARGET_INDEX[target]),
-    });
+    const shared = this.#loraShared(plan, layer, target, M, train, stream);
+    if (!shared) return;
+    loraBackward(this.#rec, { ...shared.args, dy, x, dA: shared.mod.a.grad, dB: shared.mod.b.grad, dx });
   }
 
   #attentionGemms(B: number, T: number) {

@@ -3,7 +3,7 @@
  * [--mode timestamps|serial|auto] [--repeats R]`
  *
  * Runs training steps of a RoBERTa + LoRA model with the kernel profiler attached and prints, per kernel and
- * shape: calls, total and median GPU time, share of the step, FLOPs and bytes counted by the launchers,
+ * shape (copies and clears between kernels as rows `copy`, `copy-to-texture`, `clear`): calls, total and median GPU time, share of the step, FLOPs and bytes counted by the launchers,
  * achieved GFLOP/s and GB/s and their fraction of ceilings measured in the same run (a large buffer copy for
  * bandwidth, the best of a few GEMMs for compute). Times come from `timestamp-query` (`--mode timestamps`),
  * or, on adapters without it, from the serialized wall-clock fallback (`--mode serial`: each dispatch
@@ -14,7 +14,7 @@
  * step is a warm-up (pipeline compilation) and is not counted.
  * @module
  */
-import { pathExists } from "../fl/atomic_write.ts";
+import { pathExists, writeTextAtomic } from "../fl/atomic_write.ts";
 import { getGpu, type Gpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
 import { gemm } from "../kernels/gemm.ts";
@@ -163,8 +163,8 @@ export async function writeProfile(
 ): Promise<KernelSummary[]> {
   const rows = summarize(events, peak);
   await Deno.mkdir(dir, { recursive: true });
-  await writeAtomic(`${dir}/profile.csv`, summaryCsv(rows));
-  await writeAtomic(`${dir}/trace.json`, JSON.stringify(chromeTrace(traceEvents, meta)) + "\n");
+  await writeTextAtomic(`${dir}/profile.csv`, summaryCsv(rows));
+  await writeTextAtomic(`${dir}/trace.json`, JSON.stringify(chromeTrace(traceEvents, meta)) + "\n");
   return rows;
 }
 
@@ -264,12 +264,6 @@ export function profileFirstSteps(
   return new FirstStepsProfiler(createProfiler(gpu, mode), steps, dir, log);
 }
 
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(Deno.args);
   const gpu = await getGpu();
@@ -312,13 +306,17 @@ async function main(): Promise<void> {
     rec.observer = null;
     last = await prof.collect();
     all.push(...last);
-    const gpuMs = last.reduce((t, e) => t + e.durationNs, 0) / 1e6;
+    const kernels = last.filter((e) => e.kind === "kernel");
+    const sumMs = (es: TimedDispatch[]) => es.reduce((t, e) => t + e.durationNs, 0) / 1e6;
+    const gpuMs = sumMs(kernels), transferMs = sumMs(last) - gpuMs;
     const span = last.length
       ? (Math.max(...last.map((e) => e.startNs + e.durationNs)) - Math.min(...last.map((e) => e.startNs))) /
         1e6
       : 0;
     console.log(
-      `step ${s + 1}: ${last.length} dispatches, kernel time ${gpuMs.toFixed(1)} ms, ` +
+      `step ${s + 1}: ${kernels.length} dispatches, kernel time ${gpuMs.toFixed(1)} ms, ${
+        last.length - kernels.length
+      } copies and clears ${transferMs.toFixed(1)} ms, ` +
         (mode === "timestamps"
           ? `GPU span ${span.toFixed(1)} ms, wall ${wall.toFixed(1)} ms`
           : `step wall ${wall.toFixed(1)} ms (dispatches replayed one at a time afterwards)`),

@@ -266,6 +266,91 @@ Deno.test("profiler: serial mode times each dispatch once, like timestamps; buff
   }
 });
 
+Deno.test("profiler: copies and clears between kernels are timed in both modes; the replay changes nothing", async () => {
+  const gpu = await getGpu();
+  // 4 MiB per buffer, so that the copy takes measurable time; odd, so that the element-wise kernels read their
+  // operands from buffers (a multiple of 4 is staged into textures on CPU adapters: more copies)
+  const n = (1 << 20) + 1;
+  const host = { x: randomF32(n, 31), y: randomF32(n, 32), z: randomF32(n, 33), w: randomF32(n, 34) };
+  const tex = gpu.device.createTexture({
+    size: [64, 16],
+    format: "rgba32float",
+    usage: GPUTextureUsage.COPY_DST | GPUTextureUsage.TEXTURE_BINDING,
+  });
+  const run = async (prof: DispatchProfiler | null) => {
+    const b = Object.fromEntries(Object.entries(host).map(([key, v]) => [key, gpu.upload(v, key)]));
+    const rec = new Recorder(gpu);
+    rec.observer = prof;
+    add(rec, { a: b.x, b: b.y, out: b.z, n });
+    rec.copy(b.z, 0, b.w, 0, n * 4);
+    scale(rec, { x: b.z, n, alpha: 2 }); // a replayed copy into w would now write 2z
+    rec.clear(b.y);
+    add(rec, { a: b.x, b: b.x, out: b.y, n }); // a replayed clear of y would now zero it
+    rec.copyBufferToTexture({ buffer: b.x, bytesPerRow: 64 * 16 }, { texture: tex }, [64, 16]);
+    await rec.read(b.z, 1);
+    rec.observer = null;
+    const events = prof ? await prof.collect() : [];
+    const out: Record<string, Float32Array> = {};
+    for (const [key, buf] of Object.entries(b)) out[key] = await gpu.read(buf, n);
+    return { events, out };
+  };
+  const plain = await run(null);
+  const profilers: DispatchProfiler[] = [new SerialProfiler(gpu)];
+  if (hasTimestamps(gpu)) profilers.push(new KernelProfiler(gpu));
+  for (const prof of profilers) {
+    const { events, out } = await run(prof);
+    for (const key of Object.keys(host)) {
+      // first difference only: a diff of two 4 MiB arrays would take minutes to print
+      const i = out[key].findIndex((v, j) => !Object.is(v, plain.out[key][j]));
+      strictEqual(
+        i,
+        -1,
+        `${prof.mode}: buffer ${key} differs at ${i}: ${out[key][i]} vs ${plain.out[key][i]}`,
+      );
+    }
+    deepStrictEqual(
+      events.map((e) =>
+        e.kind === "kernel" ? [e.kind, e.label] : [e.kind, e.label, e.shape, e.bytes, e.groups, e.flops]
+      ),
+      [
+        ["kernel", "add"],
+        ["transfer", "copy", `${4 * n}B`, 8 * n, [0, 0, 0], 0],
+        ["kernel", "scale"],
+        ["transfer", "clear", `${4 * n}B`, 4 * n, [0, 0, 0], 0],
+        ["kernel", "add"],
+        ["transfer", "copy-to-texture", "64x16", 2 * 64 * 16 * 16, [0, 0, 0], 0],
+      ],
+      prof.mode,
+    );
+    for (const e of events) {
+      ok(Number.isFinite(e.durationNs) && e.durationNs >= 0, `${prof.mode}: ${e.label} duration`);
+      strictEqual(e.timing, prof.mode);
+    }
+    for (let i = 1; i < events.length; i++) {
+      ok(events[i].startNs >= events[i - 1].startNs, `${prof.mode}: order`);
+    }
+    if (prof.mode === "timestamps") {
+      ok(events[1].durationNs > 0, "the 4 MiB copy took measurable time");
+      // the copy lies between the kernels around it
+      ok(events[1].startNs >= events[0].startNs + events[0].durationNs);
+      ok(events[2].startNs >= events[1].startNs + events[1].durationNs);
+    }
+    const rows = summarize(events);
+    strictEqual(rows.find((r) => r.label === "copy")!.calls, 1);
+    const trace = chromeTrace(events).traceEvents;
+    deepStrictEqual(trace.map((e) => e.cat), [
+      "kernel",
+      "transfer",
+      "kernel",
+      "transfer",
+      "kernel",
+      "transfer",
+    ]);
+    prof.destroy?.();
+  }
+  tex.destroy();
+});
+
 Deno.test("profiler: serial repeats divide the time; a long GEMM reads as nonzero", async () => {
   const gpu = await getGpu();
   const s = 192;
