@@ -181,8 +181,10 @@ function profilerMeta(prof: DispatchProfiler): Record<string, unknown> {
 export class FirstStepsProfiler implements StepProfiler {
   /** Steps to profile. */
   readonly steps: number;
-  /** Dispatches timed in each profiled step, in order. */
+  /** Dispatches (kernels) timed in each profiled step, in order. */
   readonly stepDispatches: number[] = [];
+  /** Copies and clears timed in each profiled step, in order. */
+  readonly stepTransfers: number[] = [];
   readonly #dir: string;
   readonly #log: (text: string) => void;
   readonly #prof: DispatchProfiler;
@@ -225,7 +227,9 @@ export class FirstStepsProfiler implements StepProfiler {
     const last = await this.#prof.collect();
     if (failed) return;
     this.#all.push(...last);
-    this.stepDispatches.push(last.length);
+    const kernels = last.filter((e) => e.kind === "kernel").length;
+    this.stepDispatches.push(kernels);
+    this.stepTransfers.push(last.length - kernels);
     if (!this.done) return;
     const meta = profilerMeta(this.#prof);
     const rows = await writeProfile(this.#dir, this.#all, last, undefined, meta);
