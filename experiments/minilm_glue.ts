@@ -401,4 +401,11 @@ async function main(): Promise<void> {
   console.log(`minilm_glue: ${task} done in ${wall.toFixed(0)} s; files in ${root}/`);
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`minilm_glue: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}
