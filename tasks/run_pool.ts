@@ -4,9 +4,9 @@
  *
  * Why side by side: on a CPU adapter (Mesa llvmpipe) one small-model run keeps the cores only partly busy — the
  * host encodes and submits between dispatches on one core, and small dispatches do not split well across
- * llvmpipe's threads. Measured on 2 cores with a MiniLM SST-2 run (bench/NOTES.md entry 34): one run alone
- * 38 s with 1.49 cores busy; two side by side with one llvmpipe thread each, 47 s for both. So each child gets
- * `LP_NUM_THREADS` = cores / jobs (at least 1) unless the caller's environment sets it.
+ * llvmpipe's threads. Measured on 2 cores with two MiniLM SST-2 runs (bench/NOTES.md entry 34): 204 and 225 s
+ * one after the other (1.55 cores busy), 159 s side by side with one llvmpipe thread each (1.91 cores). So each
+ * child gets `LP_NUM_THREADS` = cores / jobs (at least 1) unless the caller's environment sets it.
  *
  * Results do not depend on `jobs`: every random choice flows from the run's seed, each run has its own process
  * and WebGPU device, and llvmpipe's thread count does not change a kernel's arithmetic (tested: the same
