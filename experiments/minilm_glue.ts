@@ -298,11 +298,11 @@ async function main(): Promise<void> {
   }
   const t0 = performance.now();
   const reportOnly = !!v["report-only"];
-  const results: Result[] = [];
+  let done = 0;
   // Phase 2 has 2 or 4 configurations (γ = 0 only when the best γ is 0): the ETA assumes 4.
   let total = gammas.length * seeds.length + (v["fedex-only"] ? 0 : 4 * seeds.length);
   const progress = () => {
-    const done = results.length, el = (performance.now() - t0) / 1000;
+    const el = (performance.now() - t0) / 1000;
     const eta = done > 0 ? `${((el / done) * (total - done)).toFixed(0)} s` : "?";
     console.error(`minilm_glue: ${done}/${total} runs, ${el.toFixed(0)} s elapsed, ETA ${eta}`);
   };
@@ -316,7 +316,7 @@ async function main(): Promise<void> {
         if (!reportOnly) {
           console.error(`minilm_glue: ${task} ${runName(aggregator, gamma, seed)}: reusing it`);
         }
-        results.push(phase[i]!);
+        done++;
       } else if (!reportOnly) pending.push(i);
     }
     if (pending.length > 0) progress();
@@ -326,7 +326,7 @@ async function main(): Promise<void> {
       onFinish: (_cfg, summary, k) => {
         const [aggregator, gamma, seed] = todo[pending[k]];
         phase[pending[k]] = { aggregator, gamma, seed, summary };
-        results.push(phase[pending[k]]!);
+        done++;
         console.error(
           `minilm_glue: ${s.task} ${summary.name}: final dev ${summary.finalDev.toFixed(4)}, best ${
             summary.bestDev.toFixed(4)
@@ -354,7 +354,7 @@ async function main(): Promise<void> {
       phase2.flatMap((g) => seeds.map((sd) => [a, g, sd] as const))
     ),
   );
-  results.splice(0, results.length, ...phase1, ...phase2Runs);
+  const results = [...phase1, ...phase2Runs];
   if (results.length === 0) {
     console.error(`minilm_glue: ${task}: no finished runs in ${root}`);
     Deno.exit(1);

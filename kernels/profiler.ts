@@ -3,8 +3,8 @@
  * `timestamp-query` writes, resolves them at the end of each command buffer and reads them back after
  * the step. Copies and clears between kernels (staging operands into textures, zeroing gradients) are
  * timed too, between two empty compute passes that write a timestamp right before and right after them; they
- * come back with `kind: "transfer"`. With no profiler attached the recorder adds no queries and no readbacks. Adapters without
- * `timestamp-query` use the serialized wall-clock fallback of `profiler_serial.ts`
+ * come back with `kind: "transfer"`. With no profiler attached the recorder adds no queries and no readbacks.
+ * Adapters without `timestamp-query` use the serialized wall-clock fallback of `profiler_serial.ts`
  * ({@link createProfiler} picks one); every output (table, CSV, trace) names which timing produced it.
  *
  * @example
@@ -72,7 +72,7 @@ export interface DispatchProfiler extends DispatchObserver {
  * What a transfer reports in a profile: its label, a shape (`W x H` texels for a texture copy, bytes for the
  * others) and the bytes it moves (read and written for a copy, written for a clear).
  */
-export function describeTransfer(t: Transfer): { label: string; shape: string; bytes: number } {
+function describeTransfer(t: Transfer): { label: string; shape: string; bytes: number } {
   if (t.kind === "copy-to-texture") {
     const [w, h, d] = t.size;
     return { label: t.kind, shape: d > 1 ? `${w}x${h}x${d}` : `${w}x${h}`, bytes: 2 * t.bytes };
