@@ -1,7 +1,7 @@
 /**
  * `deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N]
  * [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] [--no-batched-texture]
- * [--forward-only] [--packed-weights MIB] [--compare-batched-texture]`: wall time of one RoBERTa forward pass
+ * [--forward-only] [--packed-weights MIB] [--compare-batched-texture] [--compare-tile-rows]`: wall time of one RoBERTa forward pass
  * (evaluation) and of one training step (forward with dropout, loss, backward, AdamW) on the WebGPU device, with
  * tokens/s, achieved GFLOP/s, submits and dispatches per step, host encoding time, and peak memory (process RSS
  * against the bytes the model must hold).
@@ -22,7 +22,9 @@
  * `--forward-only` skips the training step (e.g. for roberta-large, whose step takes many minutes here).
  * `--no-batched-texture` keeps the batched (attention) products on the buffer-fed GEMM kernels (the state
  * before bench/NOTES.md entry 14), for before/after comparisons; `--compare-batched-texture` times extra
- * forward passes alternating both choices in one process (same load for both).
+ * forward passes alternating both choices in one process (same load for both). `--compare-tile-rows` does the
+ * same with training steps for the texture tile's workgroup height: fitted to the product's rows (the default,
+ * `gemmAutoOptions.fitTileRows`) or always 8 invocations high (bench/NOTES.md entry 36).
  *
  * Then (unless `--no-torch`) the PyTorch float32 baseline `bench/torch_step.py` runs as a subprocess with the
  * same preset, batch, sequence length, targets, rank and step count on the same machine, and the ratios
@@ -146,6 +148,7 @@ interface StepArgs {
   batchedTexture: boolean;
   forwardOnly: boolean;
   compareBatchedTexture: boolean;
+  compareTileRows: boolean;
   /** Bytes for packed frozen weights (`LoadOptions.packedWeightBudget`); null = the model's default. */
   packedWeights: number | null;
 }
@@ -163,6 +166,7 @@ const STEP_OPTIONS = {
   "no-batched-texture": { type: "boolean", default: false },
   "forward-only": { type: "boolean", default: false },
   "compare-batched-texture": { type: "boolean", default: false },
+  "compare-tile-rows": { type: "boolean", default: false },
   "packed-weights": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -170,7 +174,8 @@ const STEP_OPTIONS = {
 const STEP_USAGE =
   "usage: deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] " +
   "[--steps N] [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] " +
-  "[--no-batched-texture] [--forward-only] [--packed-weights MIB] [--compare-batched-texture] (see bench/step.ts)";
+  "[--no-batched-texture] [--forward-only] [--packed-weights MIB] [--compare-batched-texture] " +
+  "[--compare-tile-rows] (see bench/step.ts)";
 
 function parseStepArgs(args: string[]): StepArgs | null {
   let parsed;
@@ -213,6 +218,7 @@ function parseStepArgs(args: string[]): StepArgs | null {
     batchedTexture: !values["no-batched-texture"],
     forwardOnly: values["forward-only"],
     compareBatchedTexture: values["compare-batched-texture"],
+    compareTileRows: values["compare-tile-rows"],
     packedWeights: packedMiB(values["packed-weights"]),
   };
 }
@@ -506,6 +512,36 @@ export async function run(args: string[]): Promise<void> {
       }
     });
     if (step) line("train step", step, flops.forward + flops.backward);
+    if (a.compareTileRows && !a.forwardOnly) {
+      // Training steps alternating the texture tile's workgroup height (fitted to m, 8 high), so that both see the
+      // same machine load; one untimed step of each first (pipeline compiles). Same bits either way (same k
+      // order per output), so the loss is checked to be equal.
+      const t: Record<"fitted" | "tall", number[]> = { fitted: [], tall: [] };
+      const losses: Record<"fitted" | "tall", number[]> = { fitted: [], tall: [] };
+      for (let i = 0; i <= a.steps; i++) {
+        for (const which of ["fitted", "tall"] as const) {
+          gemmAutoOptions.fitTileRows = which === "fitted";
+          const t0 = performance.now();
+          // lr 0 and the same dropout masks for both: the same computation, tiled two ways.
+          losses[which].push(
+            await model.trainStep({ ...input, labels }, {
+              lr: 0,
+              step: a.steps + 2 + i,
+              dropoutStream: 1000 + i,
+            }),
+          );
+          if (i > 0) t[which].push((performance.now() - t0) / 1000);
+        }
+      }
+      gemmAutoOptions.fitTileRows = true;
+      const f = median(t.fitted), h = median(t.tall);
+      const same = losses.fitted.every((v, i) => Object.is(v, losses.tall[i]));
+      console.log(
+        `tile rows train step with workgroups fitted to each product's rows ${(f * 1000).toFixed(1)} ms, ` +
+          `8 invocations high ${(h * 1000).toFixed(1)} ms (${(h / f).toFixed(2)}x; alternating, median of ` +
+          `${a.steps}; losses ${same ? "identical" : "DIFFER"}; load ${loadAverage()})`,
+      );
+    }
     console.log(
       `flops      forward ${(flops.forward / 1e9).toPrecision(3)} GFLOP, backward ${
         (flops.backward / 1e9).toPrecision(3)

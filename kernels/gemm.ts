@@ -23,7 +23,14 @@
 import type { Gpu } from "./device.ts";
 import { gemmBindingsWgsl } from "./gemm_bindings.ts";
 import type { Recorder } from "./recorder.ts";
-import { gemmTexture, storeBlockWgsl, textureGemmFits, type TextureGemmTile } from "./gemm_texture.ts";
+import {
+  fitTileRows,
+  gemmTexture,
+  storeBlockWgsl,
+  TEXTURE_GEMM_TILE,
+  textureGemmFits,
+  type TextureGemmTile,
+} from "./gemm_texture.ts";
 import type { PackedWeightCache } from "./packed_weights.ts";
 import { checkSharedTile, gemmSharedWgsl, SHARED_GEMM_TILE, type SharedGemmTile } from "./gemm_shared.ts";
 
@@ -86,7 +93,11 @@ export interface GemmArgs {
   path?: "auto" | "buffer" | "texture" | "shared";
   /** Blocking of the workgroup-memory kernel (default {@link SHARED_GEMM_TILE}); for tests and tuning. */
   sharedTile?: SharedGemmTile;
-  /** Register blocking of the texture-fed kernel (default `TEXTURE_GEMM_TILE`); for tests and tuning. */
+  /**
+   * Register blocking of the texture-fed kernel, used as given; for tests and tuning. Default: the tile for the
+   * product's shape (`TEXTURE_GEMM_TILE`, {@link NARROW_TEXTURE_TILE} or {@link SMALL_BATCHED_TEXTURE_TILE})
+   * with its workgroup height fitted to m by `fitTileRows`.
+   */
   textureTile?: TextureGemmTile;
   /**
    * B is a frozen weight: on the texture path its packed texture is kept in this cache and reused by later
@@ -132,19 +143,42 @@ export const SMALL_BATCHED_TEXTURE_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 4
  * `deno task bench step --no-batched-texture`); library code leaves them at their defaults. `batchedTexture`:
  * whether `"auto"` may take the texture-fed kernel for batched products; `copyB`: whether it stages op(B) by a
  * copy and a re-layout kernel where the layout allows (entry 28); `copyA`: whether the texture-fed
- * kernel stages op(A) by `copyBufferToTexture` when its layout allows (bench/NOTES.md entry 17).
+ * kernel stages op(A) by `copyBufferToTexture` when its layout allows (bench/NOTES.md entry 17); `fitTileRows`:
+ * whether the texture tile's workgroup height is fitted to m ({@link textureTileFor}, entry 36).
  *
  * @example
  * ```ts
  * gemmAutoOptions.batchedTexture = false; // batched products (attention) back on the buffer-fed kernels
  * gemmAutoOptions.copyA = false; // op(A) always packed by the packing kernel, never copied into its texture
+ * gemmAutoOptions.fitTileRows = false; // texture tiles keep their 8-invocation-high workgroups whatever m
  * ```
  */
-export const gemmAutoOptions: { batchedTexture: boolean; copyA: boolean; copyB: boolean } = {
+export const gemmAutoOptions: {
+  batchedTexture: boolean;
+  copyA: boolean;
+  copyB: boolean;
+  fitTileRows: boolean;
+} = {
   batchedTexture: true,
   copyA: true,
   copyB: true,
+  fitTileRows: true,
 };
+
+/**
+ * The texture-fed kernel's tile that {@link gemm} takes for an m × n product of `batches` elements when the caller
+ * names none: {@link SMALL_BATCHED_TEXTURE_TILE} for batched products of at most 64 × 64, {@link NARROW_TEXTURE_TILE}
+ * for unbatched ones at most 16 wide, `TEXTURE_GEMM_TILE` otherwise, with its workgroup height fitted to m
+ * (`fitTileRows`) unless `gemmAutoOptions.fitTileRows` is off.
+ */
+export function textureTileFor(m: number, n: number, batches: number): TextureGemmTile {
+  const base = batches > 1 && m <= 64 && n <= 64
+    ? SMALL_BATCHED_TEXTURE_TILE
+    : batches === 1 && n <= 16
+    ? NARROW_TEXTURE_TILE
+    : TEXTURE_GEMM_TILE;
+  return gemmAutoOptions.fitTileRows ? fitTileRows(base, m) : base;
+}
 
 /** Register-blocking of one GEMM kernel variant. */
 export interface GemmTile {
@@ -424,12 +458,7 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
       offC,
       alpha,
       accumulate: !!args.accumulate,
-      tile: args.textureTile ??
-        (outer * inner > 1 && m <= 64 && n <= 64
-          ? SMALL_BATCHED_TEXTURE_TILE
-          : outer * inner === 1 && n <= 16
-          ? NARROW_TEXTURE_TILE
-          : undefined),
+      tile: args.textureTile ?? textureTileFor(m, n, outer * inner),
     });
     return;
   }

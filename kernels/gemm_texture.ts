@@ -50,6 +50,32 @@ export interface TextureGemmTile {
 /** Default tile: 8×8 invocations, 16 × 8 outputs each (32 vec4 of accumulators, the most before spilling). */
 export const TEXTURE_GEMM_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 16, tn: 8 };
 
+/** Share of m's rows that {@link fitTileRows} lets a workgroup row waste before it tries a shorter workgroup. */
+export const TILE_ROW_WASTE = 1 / 16;
+
+/**
+ * `tile` with its workgroup height fitted to m rows of C: the tallest of wy, wy/2, wy/4, …, 1 whose workgroups
+ * (wy·tm rows each) pad m by at most {@link TILE_ROW_WASTE}, or 1 (the least padding) when none does. Rows past
+ * m are computed on a clamped row and thrown away, so the default 128-row workgroup spent 23 % of a 208-row
+ * product (MiniLM at batch 4 × 52 tokens) on padding. Each output's sum runs over k in the same order whatever
+ * the tile, so the results are the same bit for bit; only the work changes. Tall workgroups stay where they
+ * fit, since their invocations share op(B)'s texels in cache (bench/NOTES.md entry 36: on llvmpipe 1.19× on
+ * MiniLM's ragged shapes, while 8×1 everywhere lost ~6 % on roberta-base's 1024-row ones).
+ *
+ * @example
+ * ```ts
+ * fitTileRows(TEXTURE_GEMM_TILE, 1024); // { wx: 8, wy: 8, tm: 16, tn: 8 }: 8 workgroup rows of 128, no padding
+ * fitTileRows(TEXTURE_GEMM_TILE, 208); // { wx: 8, wy: 1, tm: 16, tn: 8 }: 13 of 16 rows instead of 2 of 128
+ * ```
+ */
+export function fitTileRows(tile: TextureGemmTile, m: number): TextureGemmTile {
+  const padded = (wy: number) => Math.ceil(m / (wy * tile.tm)) * wy * tile.tm;
+  for (let wy = tile.wy; wy > 1; wy = Math.floor(wy / 2)) {
+    if (padded(wy) <= m * (1 + TILE_ROW_WASTE)) return wy === tile.wy ? tile : { ...tile, wy };
+  }
+  return tile.wy === 1 ? tile : { ...tile, wy: 1 };
+}
+
 /**
  * A strided view of one row-major operand: element (r, p) of the R × K matrix of batch element z is at
  * off + floor(z/inner)·bs[0] + (z%inner)·bs[1] + r·rs + p·ps.

@@ -20,11 +20,14 @@ import {
   type GemmTile,
   GPU_GEMM_TILE,
   NARROW_TEXTURE_TILE,
+  SMALL_BATCHED_TEXTURE_TILE,
 } from "../kernels/gemm.ts";
 import {
   canCopyOperand,
   copyModeB,
+  fitTileRows,
   type PackedOperand,
+  TEXTURE_GEMM_TILE,
   textureGemmChunk,
   type TextureGemmTile,
 } from "../kernels/gemm_texture.ts";
@@ -46,6 +49,8 @@ type Case = GemmRefArgs & {
   dispatches?: number;
   /** The kernels the call must run, in order: their pipeline keys up to the first ":" joined by ",". */
   kernels?: string;
+  /** The workgroup height (wy) of the texture-fed GEMM the call must run. */
+  textureWy?: number;
 };
 
 /** Elements one operand spans for all batch elements (plus slack). */
@@ -56,7 +61,7 @@ function extent(rows: number, cols: number, ld: number, off: number, c: Case, s?
   return Math.max(1, off + (o - 1) * st[0] + (i - 1) * st[1] + (rows - 1) * ld + cols + (c.slack ?? 0));
 }
 
-async function runCase(c: Case, seed: number): Promise<void> {
+async function runCase(c: Case, seed: number): Promise<Float32Array> {
   const gpu = await getGpu();
   const { m, n, k } = c;
   const transA = c.transA ?? false, transB = c.transB ?? false;
@@ -84,11 +89,11 @@ async function runCase(c: Case, seed: number): Promise<void> {
   const bufA = gpu.upload(a, "A"), bufB = gpu.upload(b, "B"), bufC = gpu.upload(c0, "C");
   const bufBias = bias ? gpu.upload(bias, "bias") : undefined;
   const rec = new Recorder(gpu);
-  const { dispatches, kernels, ...shape } = c;
+  const { dispatches, kernels, textureWy, ...shape } = c;
   const ran: string[] = [];
-  if (kernels !== undefined) {
+  if (kernels !== undefined || textureWy !== undefined) {
     rec.observer = {
-      onDispatch: (d) => void ran.push(d.pipeline.label.split(":")[0]),
+      onDispatch: (d) => void ran.push(d.pipeline.label),
       beforeFinish: () => {},
       afterSubmit: () => {},
     };
@@ -99,7 +104,17 @@ async function runCase(c: Case, seed: number): Promise<void> {
     strictEqual(rec.dispatchCount, dispatches, `dispatches of ${JSON.stringify(c)}`);
   }
   const got = await rec.read(bufC, lenC);
-  if (kernels !== undefined) strictEqual(ran.join(","), kernels, `kernels of ${JSON.stringify(c)}`);
+  if (kernels !== undefined) {
+    strictEqual(ran.map((l) => l.split(":")[0]).join(","), kernels, `kernels of ${JSON.stringify(c)}`);
+  }
+  if (textureWy !== undefined) {
+    const tex = ran.filter((l) => l.startsWith("gemm-tex:"));
+    deepStrictEqual(
+      tex.map((l) => l.split(":")[2]),
+      [`wy${textureWy}`],
+      `texture tile of ${JSON.stringify(c)}`,
+    );
+  }
   const gotAddr: number[] = [], wantAddr: number[] = [];
   for (let i = 0; i < lenC; i++) {
     if (addressed[i]) {
@@ -112,6 +127,7 @@ async function runCase(c: Case, seed: number): Promise<void> {
   }
   assertClose(gotAddr, wantAddr, TOL, `gemm ${JSON.stringify(c)}`);
   for (const buf of [bufA, bufB, bufC, bufBias]) buf?.destroy();
+  return got;
 }
 
 Deno.test("gemm: ragged shapes, all transpose combinations", async () => {
@@ -367,6 +383,45 @@ Deno.test("gemm: texture-fed path (CPU adapters' large products), forced on ragg
   await runCase({ m: 8, n: 2, k: 383, transB: true, bias: true, dispatches: gpu.isCpu ? 3 : 1 }, ++seed);
   await runCase({ m: 3, n: 130, k: 33, transA: true, dispatches: gpu.isCpu ? 3 : 1 }, ++seed);
   await runCase({ m: 4, n: 4, k: 4, dispatches: 1 }, ++seed);
+});
+
+Deno.test("gemm: the texture tile's workgroup height is fitted to m, with the same bits as the tall tile", async () => {
+  // fitTileRows: the tallest of wy, wy/2, …, 1 padding m by at most 1/16, else 1.
+  for (const [m, wy] of [[1024, 8], [256, 8], [1600, 8], [192, 4], [96, 2], [208, 1], [200, 1], [130, 1]]) {
+    deepStrictEqual(fitTileRows(TEXTURE_GEMM_TILE, m), { ...TEXTURE_GEMM_TILE, wy }, `m ${m}`);
+  }
+  deepStrictEqual(fitTileRows(NARROW_TEXTURE_TILE, 300), { ...NARROW_TEXTURE_TILE, wy: 2 });
+  deepStrictEqual(fitTileRows(SMALL_BATCHED_TEXTURE_TILE, 52), { ...SMALL_BATCHED_TEXTURE_TILE, wy: 1 });
+  deepStrictEqual(fitTileRows({ wx: 8, wy: 6, tm: 4, tn: 4 }, 36), { wx: 8, wy: 3, tm: 4, tn: 4 });
+  const same = fitTileRows(TEXTURE_GEMM_TILE, 512);
+  ok(same === TEXTURE_GEMM_TILE, "a tile that fits is returned as is");
+
+  // The fitted tile runs (the texture path without an explicit tile, as "auto" takes it on CPU adapters), is
+  // right against the reference, and gives the bits of the unfitted tile forced on the same inputs.
+  const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+  let seed = 2000;
+  const pair = (a: number): [number, number] => [3 * a, a];
+  const batch = { batch: [2, 3] as [number, number], strideA: pair(52 * 32), strideB: pair(52 * 32) };
+  const cases: [Case, TextureGemmTile, number][] = [
+    [{ m: 256, n: 70, k: 33, transB: true }, TEXTURE_GEMM_TILE, 8],
+    [{ m: 192, n: 70, k: 33, transB: true, bias: true }, TEXTURE_GEMM_TILE, 4],
+    [{ m: 96, n: 67, k: 130, transA: true, accumulate: true, alpha: 0.5 }, TEXTURE_GEMM_TILE, 2],
+    [{ m: 208, n: 70, k: 33, transB: true }, TEXTURE_GEMM_TILE, 1],
+    [{ m: 300, n: 8, k: 70 }, NARROW_TEXTURE_TILE, 2],
+    [
+      { m: 52, n: 52, k: 32, transB: true, ...batch, strideC: pair(52 * 52) },
+      SMALL_BATCHED_TEXTURE_TILE,
+      1,
+    ],
+  ];
+  for (const [c, tall, wy] of cases) {
+    seed += 10;
+    const fitted = await runCase({ ...c, path: "texture", textureWy: wy }, seed);
+    const forced = await runCase({ ...c, path: "texture", textureTile: tall, textureWy: tall.wy }, seed);
+    const a = bits(fitted), b = bits(forced);
+    const diff = a.findIndex((v, i) => v !== b[i]);
+    strictEqual(diff, -1, `${JSON.stringify(c)}: element ${diff} differs between wy ${wy} and ${tall.wy}`);
+  }
 });
 
 Deno.test("gemm: texture-fed path on batched products (attention shapes, transposes, chunks)", async () => {
