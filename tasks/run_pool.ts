@@ -6,7 +6,7 @@
  * host encodes and submits between dispatches on one core, and small dispatches do not split well across
  * llvmpipe's threads. Measured on 2 cores with two MiniLM SST-2 runs (bench/NOTES.md entry 34): 204 and 225 s
  * one after the other (1.55 cores busy), 159 s side by side with one llvmpipe thread each (1.91 cores). So each
- * child gets `LP_NUM_THREADS` = cores / jobs (at least 1) unless the caller's environment sets it.
+ * child gets `LP_NUM_THREADS` = cores / min(jobs, runs) (at least 1) unless the caller's environment sets it.
  *
  * Results do not depend on `jobs`: every random choice flows from the run's seed, each run has its own process
  * and WebGPU device, and llvmpipe's thread count does not change a kernel's arithmetic (tested: the same
@@ -60,7 +60,10 @@ export async function runConfigs(configs: RunConfig[], opts: RunPoolOptions = {}
   }
   const env: Record<string, string> = {};
   if (Deno.env.get("LP_NUM_THREADS") === undefined) {
-    env.LP_NUM_THREADS = String(llvmpipeThreadsPerJob(navigator.hardwareConcurrency, jobs));
+    // Fewer configs than jobs: each child gets the share of the children that actually run.
+    env.LP_NUM_THREADS = String(
+      llvmpipeThreadsPerJob(navigator.hardwareConcurrency, Math.min(jobs, configs.length)),
+    );
   }
   const failed: string[] = [];
   let next = 0;
