@@ -17,6 +17,7 @@
  * @module
  */
 import { resolveRunConfig, type RunConfig } from "../fl/run_config.ts";
+import { resolve } from "node:path";
 import { runDirOf, type RunSummaryFile, trainRun } from "./train_run.ts";
 
 /** Options of {@link runConfigs}. */
@@ -29,13 +30,17 @@ export interface RunPoolOptions {
   onFinish?: (cfg: RunConfig, summary: RunSummaryFile, index: number) => void;
 }
 
-/** `LP_NUM_THREADS` for each of `jobs` children on a machine with `cores` cores: an even share, at least 1. */
-export function llvmpipeThreadsPerJob(cores: number, jobs: number): number {
-  return Math.max(1, Math.floor(cores / jobs));
+/**
+ * `LP_NUM_THREADS` for each of `jobs` children on a machine with `cores` cores running `runs` configs: an even
+ * share among the children that run at once (fewer than `jobs` when there are fewer configs), at least 1.
+ */
+export function llvmpipeThreadsPerJob(cores: number, jobs: number, runs = jobs): number {
+  return Math.max(1, Math.floor(cores / Math.max(1, Math.min(jobs, runs))));
 }
 
 /**
- * Trains every config (quietly) and returns the summaries in the configs' order. With `jobs` > 1 up to that
+ * Trains every config (quietly) and returns the summaries in the configs' order; configs that would write to
+ * the same run folder are refused before any run starts. With `jobs` > 1 up to that
  * many child processes run at once; if one fails, no further run starts, the running ones finish, and the
  * returned promise rejects naming every failed run (their own errors went to stderr).
  *
@@ -49,6 +54,19 @@ export function llvmpipeThreadsPerJob(cores: number, jobs: number): number {
 export async function runConfigs(configs: RunConfig[], opts: RunPoolOptions = {}): Promise<RunSummaryFile[]> {
   const jobs = opts.jobs ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`jobs must be a positive integer, got ${jobs}`);
+  const byDir = new Map<string, string>();
+  for (const cfg of configs) {
+    const dir = resolve(runDirOf(cfg));
+    const other = byDir.get(dir);
+    if (other !== undefined) {
+      throw new Error(
+        `runs "${other}" and "${cfg.name}" would both write to ${
+          runDirOf(cfg)
+        }: give each run its own out folder`,
+      );
+    }
+    byDir.set(dir, cfg.name);
+  }
   const out: RunSummaryFile[] = new Array(configs.length);
   if (jobs === 1) {
     for (const [i, cfg] of configs.entries()) {
@@ -60,10 +78,7 @@ export async function runConfigs(configs: RunConfig[], opts: RunPoolOptions = {}
   }
   const env: Record<string, string> = {};
   if (Deno.env.get("LP_NUM_THREADS") === undefined) {
-    // Fewer configs than jobs: each child gets the share of the children that actually run.
-    env.LP_NUM_THREADS = String(
-      llvmpipeThreadsPerJob(navigator.hardwareConcurrency, Math.min(jobs, configs.length)),
-    );
+    env.LP_NUM_THREADS = String(llvmpipeThreadsPerJob(navigator.hardwareConcurrency, jobs, configs.length));
   }
   const failed: string[] = [];
   let next = 0;

@@ -90,4 +90,33 @@ Deno.test("run pool: each child's llvmpipe threads are an even share of the core
     8,
     5,
   ]);
+  // Shared among the children that run: fewer configs than jobs leave the rest of the cores to them.
+  deepStrictEqual(
+    [[2, 2, 1], [2, 2, 5], [16, 4, 2], [16, 4, 3]].map(([c, j, r]) => llvmpipeThreadsPerJob(c, j, r)),
+    [
+      2,
+      1,
+      8,
+      5,
+    ],
+  );
+});
+
+Deno.test("run pool: two configs writing to one run folder are refused before anything runs", async () => {
+  const root = await Deno.makeTempDir({ prefix: "fedlodrop-pool-dup-" });
+  try {
+    const [a, b] = configs(root);
+    for (const jobs of [1, 2]) {
+      await rejects(
+        runConfigs([a, { ...b, out: `${root}/./g0-s0` }], { jobs }),
+        (e: Error) => {
+          ok(e.message.includes(`runs "g0-s0" and "g0.5-s1" would both write to ${root}/./g0-s0`), e.message);
+          return true;
+        },
+      );
+    }
+    deepStrictEqual([...Deno.readDirSync(root)], [], "nothing was written");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
