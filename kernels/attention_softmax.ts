@@ -21,8 +21,10 @@ const WG = 64;
 
 const FORWARD_WGSL = (withDropout: boolean) =>
   (withDropout ? RNG_WGSL : "") + `
-struct P { n: u32, stride: u32, seq: u32, rowsPerBatch: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
+struct P { n: u32, stride: u32, seq: u32, rowsPerBatch: u32, queries: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: P;
+// flat index of this row's first score in the whole [batch, heads, seq, seq] tensor: the dropout masks' key
+fn hash_base(r: u32) -> u32 { return ((r / p.queries) * p.seq + r % p.queries) * p.seq; }
 @group(0) @binding(1) var<storage, read> scores: array<f32>;
 @group(0) @binding(2) var<storage, read> keyMask: array<f32>;
 @group(0) @binding(3) var<storage, read_write> probs: array<f32>;
@@ -32,6 +34,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let r = g.x + g.y * p.stride;
   if (r >= p.n) { return; }
   let base = r * p.seq;
+  let hbase = hash_base(r);
   let mbase = (r / p.rowsPerBatch) * p.seq;
   var mx = -3.4028234663852886e38;
   var real = 0u;
@@ -54,7 +57,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
     probs[base + j] = pr;
     ${
     withDropout
-      ? "probsDropped[base + j] = select(0.0, pr * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, base + j));"
+      ? "probsDropped[base + j] = select(0.0, pr * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, hbase + j));"
       : ""
   }
   }
@@ -62,15 +65,17 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 
 const BACKWARD_WGSL = (withDropout: boolean) =>
   (withDropout ? RNG_WGSL : "") + `
-struct P { n: u32, stride: u32, seq: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
+struct P { n: u32, stride: u32, seq: u32, queries: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: P;
+// flat index of this row's first score in the whole [batch, heads, seq, seq] tensor: the dropout masks' key
+fn hash_base(r: u32) -> u32 { return ((r / p.queries) * p.seq + r % p.queries) * p.seq; }
 @group(0) @binding(1) var<storage, read> dProbsDropped: array<f32>;
 @group(0) @binding(2) var<storage, read> probs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dScores: array<f32>;
-fn grad_probs(i: u32) -> f32 {
+fn grad_probs(i: u32, h: u32) -> f32 {
   ${
     withDropout
-      ? "return select(0.0, dProbsDropped[i] * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i));"
+      ? "return select(0.0, dProbsDropped[i] * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, h));"
       : "return dProbsDropped[i];"
   }
 }
@@ -79,9 +84,12 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let r = g.x + g.y * p.stride;
   if (r >= p.n) { return; }
   let base = r * p.seq;
+  let hbase = hash_base(r);
   var dot = 0.0;
-  for (var j = 0u; j < p.seq; j++) { dot += grad_probs(base + j) * probs[base + j]; }
-  for (var j = 0u; j < p.seq; j++) { dScores[base + j] = probs[base + j] * (grad_probs(base + j) - dot); }
+  for (var j = 0u; j < p.seq; j++) { dot += grad_probs(base + j, hbase + j) * probs[base + j]; }
+  for (var j = 0u; j < p.seq; j++) {
+    dScores[base + j] = probs[base + j] * (grad_probs(base + j, hbase + j) - dot);
+  }
 }`;
 
 /** `stmt` repeated for the components x, y, z, w with `$c` replaced. */
@@ -95,8 +103,10 @@ function perComponent(stmt: string): string {
 // forward recomputes exp in its last loop instead of reading the unnormalised probabilities back.
 const FORWARD_TEX_WGSL = (withDropout: boolean) =>
   (withDropout ? RNG_WGSL : "") + FLAT_TEXEL_WGSL + `
-struct P { n: u32, stride: u32, seq: u32, rowsPerBatch: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
+struct P { n: u32, stride: u32, seq: u32, rowsPerBatch: u32, queries: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: P;
+// flat index of this row's first score in the whole [batch, heads, seq, seq] tensor: the dropout masks' key
+fn hash_base(r: u32) -> u32 { return ((r / p.queries) * p.seq + r % p.queries) * p.seq; }
 @group(0) @binding(1) var S: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var M: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(3) var<storage, read_write> probs: array<vec4<f32>>;
@@ -112,6 +122,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   if (r >= p.n) { return; }
   let s4 = p.seq / 4u;
   let base4 = r * s4;
+  let hbase = hash_base(r);
   let mbase4 = (r / p.rowsPerBatch) * s4;
   var mx = -3.4028234663852886e38;
   var real = 0u;
@@ -135,7 +146,7 @@ ${perComponent("    sum += e.$c;")}
     probs[base4 + j] = pr;
     ${
     withDropout
-      ? `let i = (base4 + j) * 4u;
+      ? `let i = hbase + j * 4u;
     probsDropped[base4 + j] = vec4<f32>(
       select(0.0, pr.x * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i)),
       select(0.0, pr.y * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i + 1u)),
@@ -148,16 +159,18 @@ ${perComponent("    sum += e.$c;")}
 
 const BACKWARD_TEX_WGSL = (withDropout: boolean) =>
   (withDropout ? RNG_WGSL : "") + FLAT_TEXEL_WGSL + `
-struct P { n: u32, stride: u32, seq: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
+struct P { n: u32, stride: u32, seq: u32, queries: u32, k0: u32, k1: u32, k2: u32, k3: u32, p: f32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: P;
+// flat index of this row's first score in the whole [batch, heads, seq, seq] tensor: the dropout masks' key
+fn hash_base(r: u32) -> u32 { return ((r / p.queries) * p.seq + r % p.queries) * p.seq; }
 @group(0) @binding(1) var DP: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var PR: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(3) var<storage, read_write> dScores: array<vec4<f32>>;
-fn grad_probs(t: u32) -> vec4<f32> {
+fn grad_probs(t: u32, i: u32) -> vec4<f32> {
   let v = textureLoad(DP, flat_texel(t));
   ${
     withDropout
-      ? `let i = t * 4u;
+      ? `
   return vec4<f32>(
     select(0.0, v.x * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i)),
     select(0.0, v.y * p.scale, keep_key5(p.p, p.k0, p.k1, p.k2, p.k3, i + 1u)),
@@ -171,35 +184,41 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let r = g.x + g.y * p.stride;
   if (r >= p.n) { return; }
   let base4 = r * (p.seq / 4u);
+  let hbase = hash_base(r);
   var dot = 0.0;
   for (var j = 0u; j < p.seq / 4u; j++) {
-    let gp = grad_probs(base4 + j);
+    let gp = grad_probs(base4 + j, hbase + j * 4u);
     let pr = textureLoad(PR, flat_texel(base4 + j));
 ${perComponent("    dot += gp.$c * pr.$c;")}
   }
   for (var j = 0u; j < p.seq / 4u; j++) {
-    dScores[base4 + j] = textureLoad(PR, flat_texel(base4 + j)) * (grad_probs(base4 + j) - dot);
+    dScores[base4 + j] = textureLoad(PR, flat_texel(base4 + j)) * (grad_probs(base4 + j, hbase + j * 4u) - dot);
   }
 }`;
 
 /** Whether the texture-staged kernels can take a [batch, heads, seq, seq] problem on this adapter. */
-function staged(rec: Recorder, batch: number, heads: number, seq: number): boolean {
-  const n = batch * heads * seq * seq;
+function staged(rec: Recorder, n: number, batch: number, seq: number): boolean {
   return seq % 4 === 0 && canStageFlat(rec.gpu, n) && canStageFlat(rec.gpu, batch * seq);
 }
 
-function checkShape(k: string, batch: number, heads: number, seq: number): number {
+/** The number of scores [batch, heads, queries, seq], after checking the sizes; names the kernel. */
+function checkShape(k: string, batch: number, heads: number, seq: number, queries: number): number {
   requireCount(k, "batch", batch);
   requireCount(k, "heads", heads);
   requireCount(k, "seq", seq);
-  const n = batch * heads * seq * seq;
-  if (n > 0xffffffff) throw new Error(`${k}: ${n} scores exceed the u32 index range`);
-  return n;
+  if (!Number.isInteger(queries) || queries < 1 || queries > seq) {
+    throw new Error(`${k}: queries must be an integer in [1, seq = ${seq}], got ${queries}`);
+  }
+  const whole = batch * heads * seq * seq;
+  if (whole > 0xffffffff) throw new Error(`${k}: ${whole} scores exceed the u32 index range`);
+  return batch * heads * queries * seq;
 }
 
 /**
  * Masked softmax of scores [batch, heads, seq, seq] over the last axis into probs; with dropout > 0 also
- * writes `probsDropped` = inverted dropout of probs keyed by (dropKey, flat score index).
+ * writes `probsDropped` = inverted dropout of probs keyed by (dropKey, flat score index). With `queries` < seq
+ * the scores are [batch, heads, queries, seq], the rows of the first `queries` query positions only (the [CLS]
+ * row: 1), and each keeps the dropout mask it has in the whole [batch, heads, seq, seq] tensor.
  *
  * @example
  * ```ts
@@ -217,12 +236,15 @@ export function attentionSoftmax(
     batch: number;
     heads: number;
     seq: number;
+    /** Query positions held (the first ones; default seq). */
+    queries?: number;
     dropout?: number;
     dropKey?: DropoutKey;
   },
 ): void {
   const k = "attentionSoftmax";
-  const n = checkShape(k, a.batch, a.heads, a.seq);
+  const queries = a.queries ?? a.seq;
+  const n = checkShape(k, a.batch, a.heads, a.seq, queries);
   const p = a.dropout ?? 0;
   requireDropout(k, p, a.dropKey);
   requireElements(k, "scores", a.scores, n);
@@ -237,10 +259,10 @@ export function attentionSoftmax(
       requireDistinct(k, [name, "probsDropped"], [b, a.probsDropped]);
     }
   }
-  const rows = a.batch * a.heads * a.seq;
+  const rows = a.batch * a.heads * queries;
   const key = a.dropKey ?? [0, 0, 0, 0];
   const { groups, stride } = linearGrid(rec, rows, WG);
-  const tex = n > 0 && staged(rec, a.batch, a.heads, a.seq);
+  const tex = n > 0 && staged(rec, n, a.batch, a.seq);
   const ins = tex
     ? [stageFlat(rec, "softmaxS", a.scores, n), stageFlat(rec, "softmaxM", a.keyMask, a.batch * a.seq)]
     : [a.scores, a.keyMask];
@@ -249,11 +271,11 @@ export function attentionSoftmax(
       ? rec.gpu.pipeline(`attention-softmax-tex-${drop ? "drop" : "plain"}`, () => FORWARD_TEX_WGSL(drop))
       : rec.gpu.pipeline(`attention-softmax-${drop ? "drop" : "plain"}`, () => FORWARD_WGSL(drop)),
     buffers: drop ? [...ins, a.probs, a.probsDropped!] : [...ins, a.probs],
-    u32: [rows, stride, a.seq, a.heads * a.seq, key[0], key[1], key[2], key[3]],
+    u32: [rows, stride, a.seq, a.heads * queries, queries, key[0], key[1], key[2], key[3]],
     f32: [p, 1 / (1 - p)],
     groups,
     label: k,
-    shape: `${a.batch}x${a.heads}x${a.seq}`,
+    shape: `${a.batch}x${a.heads}x${queries === a.seq ? "" : `${queries}q`}${a.seq}`,
     flops: (drop ? 6 : 5) * n,
     bytes: 4 * ((drop ? 3 : 2) * n + a.batch * a.seq),
   });
@@ -263,7 +285,7 @@ export function attentionSoftmax(
 }
 
 /**
- * Backward of `attentionSoftmax` (same dropout and dropKey): dP = dropout'(dProbsDropped),
+ * Backward of `attentionSoftmax` (same dropout, dropKey and queries): dP = dropout'(dProbsDropped),
  * `dScores = P ⊙ (dP − Σ_j dP ⊙ P)` per row. Padded keys get exactly 0 (their P is 0).
  */
 export function attentionSoftmaxBackward(
@@ -275,12 +297,15 @@ export function attentionSoftmaxBackward(
     batch: number;
     heads: number;
     seq: number;
+    /** Query positions held (the first ones; default seq). */
+    queries?: number;
     dropout?: number;
     dropKey?: DropoutKey;
   },
 ): void {
   const k = "attentionSoftmaxBackward";
-  const n = checkShape(k, a.batch, a.heads, a.seq);
+  const queries = a.queries ?? a.seq;
+  const n = checkShape(k, a.batch, a.heads, a.seq, queries);
   const p = a.dropout ?? 0;
   requireDropout(k, p, a.dropKey);
   requireElements(k, "dProbsDropped", a.dProbsDropped, n);
@@ -289,10 +314,10 @@ export function attentionSoftmaxBackward(
   requireDistinct(k, ["dProbsDropped", "dScores"], [a.dProbsDropped, a.dScores]);
   requireDistinct(k, ["probs", "dScores"], [a.probs, a.dScores]);
   const drop = p > 0;
-  const rows = a.batch * a.heads * a.seq;
+  const rows = a.batch * a.heads * queries;
   const key = a.dropKey ?? [0, 0, 0, 0];
   const { groups, stride } = linearGrid(rec, rows, WG);
-  const tex = n > 0 && staged(rec, a.batch, a.heads, a.seq);
+  const tex = n > 0 && staged(rec, n, a.batch, a.seq);
   rec.dispatch({
     pipeline: tex
       ? rec.gpu.pipeline(
@@ -303,11 +328,11 @@ export function attentionSoftmaxBackward(
     buffers: tex
       ? [stageFlat(rec, "softmaxDP", a.dProbsDropped, n), stageFlat(rec, "softmaxP", a.probs, n), a.dScores]
       : [a.dProbsDropped, a.probs, a.dScores],
-    u32: [rows, stride, a.seq, key[0], key[1], key[2], key[3]],
+    u32: [rows, stride, a.seq, queries, key[0], key[1], key[2], key[3]],
     f32: [p, 1 / (1 - p)],
     groups,
     label: k,
-    shape: `${a.batch}x${a.heads}x${a.seq}`,
+    shape: `${a.batch}x${a.heads}x${queries === a.seq ? "" : `${queries}q`}${a.seq}`,
     flops: 5 * n,
     bytes: 12 * n,
   });

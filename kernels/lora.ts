@@ -21,6 +21,7 @@
 import type { Gpu } from "./device.ts";
 import type { Recorder } from "./recorder.ts";
 import { RNG_WGSL } from "./rng.ts";
+import { requireRowsOf } from "./dropout.ts";
 import { gemm } from "./gemm.ts";
 import { canStageFlat, canStageMatrix, FLAT_TEXEL_WGSL, stageFlat, stageMatrix } from "./texture_stage.ts";
 
@@ -57,6 +58,11 @@ export interface LoraForwardArgs {
   dropout?: number;
   /** Dropout key [k0, k1, k2, k3] (required when dropout > 0). */
   dropKey?: [number, number, number, number];
+  /**
+   * x holds rows 0, e, 2e, … of a larger input (e = rowsEvery; the [CLS] rows of [batch·seq, nIn] with e = seq),
+   * and lora_dropout takes the masks of those rows' places there (`RowsOf` in `kernels/dropout.ts`). Default 1.
+   */
+  rowsEvery?: number;
   /**
    * Input features per split of the down-projection's sum over nIn (rounded up to a multiple of 4 where it reads
    * vec4s): each split writes a partial t into a per-Gpu scratch buffer and a second kernel adds them up.
@@ -102,6 +108,8 @@ export interface LoraBackwardArgs {
   dropout?: number;
   /** Dropout key (the forward pass's). */
   dropKey?: [number, number, number, number];
+  /** The forward pass's {@link LoraForwardArgs.rowsEvery}. */
+  rowsEvery?: number;
   /** dA += and dB += instead of = (default false). */
   accumulateGrads?: boolean;
   /**
@@ -158,6 +166,7 @@ interface Dims {
   scale: number;
   dropout?: number;
   dropKey?: [number, number, number, number];
+  rowsEvery?: number;
 }
 
 function validate(kernel: string, d: Dims, bufs: [string, GPUBuffer | undefined, number][]): void {
@@ -174,6 +183,7 @@ function validate(kernel: string, d: Dims, bufs: [string, GPUBuffer | undefined,
     throw new Error(`${kernel}: m·nIn or m·nOut exceeds 2^32 elements`);
   }
   if (!Number.isFinite(d.scale)) throw new Error(`${kernel}: scale must be finite, got ${d.scale}`);
+  requireRowsOf(kernel, { cols: d.nIn, every: d.rowsEvery ?? 1 }, d.m * d.nIn);
   const p = d.dropout ?? 0;
   if (!(p >= 0 && p < 1)) throw new Error(`${kernel}: dropout must be in [0, 1), got ${p}`);
   if (p > 0) {
@@ -200,7 +210,7 @@ function validate(kernel: string, d: Dims, bufs: [string, GPUBuffer | undefined,
  */
 const PARAMS = /* wgsl */ `
 struct P {
-  m: u32, nIn: u32, nOut: u32, thr: u32, k0: u32, k1: u32, k2: u32, k3: u32, chunk: u32, splits: u32,
+  m: u32, nIn: u32, nOut: u32, thr: u32, k0: u32, k1: u32, k2: u32, k3: u32, chunk: u32, splits: u32, every: u32,
   scale: f32, invKeep: f32,
 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -211,8 +221,10 @@ function dropWgsl(drop: boolean): string {
   if (!drop) return `fn drop_factor(i: u32) -> f32 { return 1.0; }\n`;
   return RNG_WGSL + /* wgsl */ `
 fn drop_factor(i: u32) -> f32 {
+  // the element's place in the larger input whose every p.every-th row x holds (the identity for every = 1)
+  let j = (i / p.nIn) * p.every * p.nIn + i % p.nIn;
   // keep iff uniform_key5(..) >= p  <=>  (hash >> 8) >= ceil(p * 2^24) = p.thr (exact integer comparison)
-  if ((hash_key5(p.k0, p.k1, p.k2, p.k3, i) >> 8u) >= p.thr) { return p.invKeep; }
+  if ((hash_key5(p.k0, p.k1, p.k2, p.k3, j) >> 8u) >= p.thr) { return p.invKeep; }
   return 0.0;
 }
 `;
@@ -509,6 +521,7 @@ function uniforms(d: Dims): { u32: number[]; f32: number[]; drop: boolean } {
       k3,
       d.split?.chunk ?? 0xffffffff,
       d.split?.count ?? 1,
+      d.rowsEvery ?? 1,
     ],
     f32: [d.scale, p > 0 ? 1 / (1 - p) : 1],
     drop: p > 0,

@@ -89,3 +89,57 @@ Deno.test("dropout: p = 0 is the identity; bad rates and keys are rejected", asy
   throws(() => dropout(rec, { x: xb, y, n: n + 1, p: 0.1, key: [0, 0, 0, 0] }), /dropout: buffer x has/);
   for (const b of [xb, y, dx]) b.destroy();
 });
+
+Deno.test("dropout rowsOf: rows taken from a larger tensor get that tensor's mask there", async () => {
+  const gpu = await getGpu();
+  // [rows held, cols, every]: every = 1 is the plain kernel; ragged cols (37, 13) hit the scalar path
+  for (const [rows, cols, every, p] of [[3, 37, 5, 0.3], [4, 64, 19, 0.1], [2, 8, 1, 0.5], [5, 13, 2, 0.4]]) {
+    const key = [rows, 4, every, cols] as const;
+    const n = rows * cols, rowsOf = { cols, every };
+    const x = randomF32(n, rows + 10, 0.5, 1.5);
+    const dy = randomF32(n, rows + 11);
+    const init = randomF32(n, rows + 12);
+    // the larger tensor: row k·every holds row k of x (and of dy), the other rows something else
+    const big = (v: Float32Array) => {
+      const f = randomF64(rows * every * cols, 99);
+      for (let k = 0; k < rows; k++) f.set(v.subarray(k * cols, (k + 1) * cols), k * every * cols);
+      return f;
+    };
+    const gather = (f: Float64Array) => {
+      const g = new Float64Array(n);
+      for (let k = 0; k < rows; k++) g.set(f.subarray(k * every * cols, k * every * cols + cols), k * cols);
+      return g;
+    };
+    const xb = gpu.upload(x), dyb = gpu.upload(dy);
+    const y = gpu.upload(poison(n)), dx = gpu.upload(poison(n)), dxAcc = gpu.upload(init);
+    const rec = new Recorder(gpu);
+    dropout(rec, { x: xb, y, n, p, key, rowsOf });
+    dropoutBackward(rec, { dy: dyb, dx, n, p, key, rowsOf });
+    dropoutBackward(rec, { dy: dyb, dx: dxAcc, n, p, key, rowsOf, accumulate: true });
+    const gy = await rec.read(y, n);
+    const want = gather(dropoutRef(big(x), p, key));
+    assertClose(gy, want, 1e-6, `dropout rowsOf ${rows}x${cols} every ${every}`);
+    for (let i = 0; i < n; i++) strictEqual(gy[i] !== 0, want[i] !== 0, `mask at ${i}`);
+    assertClose(gy, dropoutRef(x, p, key, rowsOf), 1e-6, "the reference's rowsOf agrees");
+    const wdx = gather(dropoutBackwardRef(big(dy), p, key));
+    assertClose(await gpu.read(dx, n), wdx, 1e-6, "dropoutBackward rowsOf");
+    assertClose(await gpu.read(dxAcc, n), wdx.map((v, i) => v + init[i]), 1e-6, "accumulate rowsOf");
+    if (every > 1) ok(want.some((v, i) => (v !== 0) !== (dropoutRef(x, p, key)[i] !== 0)), "masks differ");
+    for (const b of [xb, dyb, y, dx, dxAcc]) b.destroy();
+  }
+  const xb = gpu.upload(new Float32Array(8)), y = gpu.upload(new Float32Array(8));
+  throws(
+    () =>
+      dropout(new Recorder(gpu), {
+        x: xb,
+        y,
+        n: 8,
+        p: 0.1,
+        key: [0, 0, 0, 0],
+        rowsOf: { cols: 0, every: 2 },
+      }),
+    /dropout: rowsOf needs positive integers cols and every/,
+  );
+  xb.destroy();
+  y.destroy();
+});

@@ -58,7 +58,7 @@ async function runCase(c: Case, seed: number): Promise<void> {
     afterSubmit: () => {},
   };
   const common = {
-    ...{ m, nIn, nOut, r, scale: c.scale, dropout: c.dropout, dropKey: c.dropKey },
+    ...{ m, nIn, nOut, r, scale: c.scale, dropout: c.dropout, dropKey: c.dropKey, rowsEvery: c.rowsEvery },
     ...{ x: bx, a: ba, b: bb, maskA: bmA, maskB: bmB, t: bt },
   };
   loraForward(rec, { ...common, y: by, splitCols: c.splitCols });
@@ -181,6 +181,9 @@ Deno.test("lora: forward and backward with lora_dropout from the shared RNG", as
     accumulateGrads: true,
   }, 5);
   await runCase(DROPOUT_RANK12, 9);
+  // x holding every 7th (3rd) row of a larger input: the [CLS] rows of a last layer
+  await runCase({ ...DROPOUT_NARROW, rowsEvery: 7 }, 19);
+  await runCase({ ...DROPOUT_RANK12, rowsEvery: 3 }, 20);
 });
 
 Deno.test("lora: sums over row and column splits (the GPU default) match the float64 reference", async () => {
@@ -203,11 +206,17 @@ Deno.test("lora: sums over row and column splits (the GPU default) match the flo
   await runCase({ m: 67, nIn: 64, nOut: 192, r: 4, scale: 1.25, splitRows: 32, accumulateGrads: true }, 14);
   await runCase({ ...DROPOUT_RANK12, splitRows: 4, splitCols: 32 }, 15);
   await runCase({ ...DROPOUT_NARROW, splitCols: 20 }, 18);
+  await runCase({ ...DROPOUT_RANK12, splitRows: 5, splitCols: 32, rowsEvery: 4 }, 21);
   // splitRows >= m and splitCols >= nIn are one pass.
   await runCase({ m: 9, nIn: 64, nOut: 65, r: 8, scale: 1.5, splitRows: 100, splitCols: 64 }, 16);
 });
 
 Deno.test("lora: the backward dropout mask is the forward's (keepKey with the same key)", async () => {
+  for (const rowsEvery of [1, 5]) await backwardMaskCase(rowsEvery);
+});
+
+/** dx's kept elements against keepKey at each element's place in the input whose every `rowsEvery`-th row x is. */
+async function backwardMaskCase(rowsEvery: number): Promise<void> {
   const gpu = await getGpu();
   const m = 16, nIn = 40, nOut = 6, r = 2, p = 0.3;
   const dropKey: [number, number, number, number] = [5, Purpose.dropout, 9, 2];
@@ -226,17 +235,18 @@ Deno.test("lora: the backward dropout mask is the forward's (keepKey with the sa
     dx: gpu.upload(new Float32Array(m * nIn), "dx"),
   };
   const rec = new Recorder(gpu);
-  loraBackward(rec, { ...bufs, m, nIn, nOut, r, scale: 1, dropout: p, dropKey });
+  loraBackward(rec, { ...bufs, m, nIn, nOut, r, scale: 1, dropout: p, dropKey, rowsEvery });
   const dx = await rec.read(bufs.dx, m * nIn);
   const keptGpu = Array.from(dx, (v) => v !== 0);
-  const keptTs = Array.from({ length: m * nIn }, (_, i) => keepKey(p, ...dropKey, i));
+  const place = (i: number) => Math.floor(i / nIn) * rowsEvery * nIn + i % nIn;
+  const keptTs = Array.from({ length: m * nIn }, (_, i) => keepKey(p, ...dropKey, place(i)));
   deepStrictEqual(keptGpu, keptTs);
   const kept = keptTs.filter((k) => k).length;
   ok(kept > 0.55 * m * nIn && kept < 0.85 * m * nIn, `kept fraction ${kept / (m * nIn)} far from 0.7`);
   const want = Math.fround(1 / (1 - p)) * nOut * r;
   for (let i = 0; i < m * nIn; i++) if (keptTs[i]) assertClose([dx[i]], [want], TOL, `dx[${i}]`);
   for (const buf of Object.values(bufs)) buf.destroy();
-});
+}
 
 Deno.test("lora reference: backward equals central finite differences of the forward", () => {
   const s: LoraRefShape = { m: 3, nIn: 4, nOut: 5, r: 2, scale: 1.7, dropout: 0.4, dropKey: [1, 2, 3, 4] };

@@ -3,11 +3,35 @@
  * scores [batch, heads, seq, seq], optional attention dropout, and the backward pass.
  * @module
  */
-import { dropoutMaskRef } from "./dropout.ts";
+import { keepKey } from "../rng.ts";
+
+/**
+ * Keep mask (1/0) of scores [batch, heads, queries, seq] holding the first `queries` query rows: each element
+ * takes the mask of its place in the whole [batch, heads, seq, seq] tensor.
+ */
+function attentionKeepRef(
+  rows: number,
+  seq: number,
+  queries: number,
+  p: number,
+  key: readonly [number, number, number, number],
+): Uint8Array {
+  const pf = Math.fround(p);
+  const keep = new Uint8Array(rows * seq);
+  for (let r = 0; r < rows; r++) {
+    const hbase = (Math.floor(r / queries) * seq + r % queries) * seq;
+    for (let j = 0; j < seq; j++) {
+      keep[r * seq + j] = pf === 0 || keepKey(pf, key[0], key[1], key[2], key[3], hbase + j) ? 1 : 0;
+    }
+  }
+  return keep;
+}
 
 /**
  * Masked softmax: padded keys (keyMask 0) get probability exactly 0; a row whose keys are all padding is
  * uniform 1/seq (the limit of HF's additive finfo.min mask). Returns probs and, when p > 0, probsDropped.
+ * With `queries` < seq the scores are [batch, heads, queries, seq] (the first query rows) and keep the dropout
+ * masks of their places in the whole tensor, as the kernel does.
  *
  * @example
  * ```ts
@@ -22,12 +46,13 @@ export function attentionSoftmaxRef(
   seq: number,
   p = 0,
   key: readonly [number, number, number, number] = [0, 0, 0, 0],
+  queries = seq,
 ): { probs: Float64Array; probsDropped: Float64Array } {
-  const n = batch * heads * seq * seq;
+  const n = batch * heads * queries * seq;
   const probs = new Float64Array(n);
   for (let b = 0; b < batch; b++) {
-    for (let row = 0; row < heads * seq; row++) {
-      const base = (b * heads * seq + row) * seq;
+    for (let row = 0; row < heads * queries; row++) {
+      const base = (b * heads * queries + row) * seq;
       let max = -Infinity, real = 0;
       for (let j = 0; j < seq; j++) {
         if (keyMask[b * seq + j] !== 0) {
@@ -49,12 +74,12 @@ export function attentionSoftmaxRef(
     }
   }
   const probsDropped = new Float64Array(n);
-  const keep = dropoutMaskRef(n, p, key);
+  const keep = attentionKeepRef(batch * heads * queries, seq, queries, p, key);
   for (let i = 0; i < n; i++) probsDropped[i] = keep[i] ? probs[i] / (1 - p) : 0;
   return { probs, probsDropped };
 }
 
-/** Backward: dP = dropout'(dProbsDropped); dScores = P ⊙ (dP − Σ_j dP ⊙ P) per row. */
+/** Backward: dP = dropout'(dProbsDropped); dScores = P ⊙ (dP − Σ_j dP ⊙ P) per row (`queries` as forward). */
 export function attentionSoftmaxBackwardRef(
   dProbsDropped: ArrayLike<number>,
   probs: ArrayLike<number>,
@@ -63,10 +88,11 @@ export function attentionSoftmaxBackwardRef(
   seq: number,
   p = 0,
   key: readonly [number, number, number, number] = [0, 0, 0, 0],
+  queries = seq,
 ): Float64Array {
-  const rows = batch * heads * seq;
+  const rows = batch * heads * queries;
   const n = rows * seq;
-  const keep = dropoutMaskRef(n, p, key);
+  const keep = attentionKeepRef(rows, seq, queries, p, key);
   const d = new Float64Array(n);
   for (let r = 0; r < rows; r++) {
     const base = r * seq;

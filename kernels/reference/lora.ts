@@ -4,6 +4,7 @@
  * @module
  */
 import { keepKey } from "../rng.ts";
+import { rowsOfIndex } from "../dropout.ts";
 
 /** Shapes and hyper-parameters shared by the LoRA references. */
 export interface LoraRefShape {
@@ -21,6 +22,8 @@ export interface LoraRefShape {
   dropout?: number;
   /** Dropout key [k0, k1, k2, k3]; element (row, col) of x uses index row*nIn + col. */
   dropKey?: [number, number, number, number];
+  /** x holds every `rowsEvery`-th row of a larger input, whose masks it takes (row·rowsEvery·nIn + col). */
+  rowsEvery?: number;
 }
 
 /** The dropout multiplier of x[row, col]: 0 when dropped, 1/(1-p) when kept, 1 when p = 0. */
@@ -28,7 +31,8 @@ export function loraDropFactor(s: LoraRefShape, index: number): number {
   const p = s.dropout ?? 0;
   if (p === 0) return 1;
   const [k0, k1, k2, k3] = s.dropKey ?? [0, 0, 0, 0];
-  return keepKey(p, k0, k1, k2, k3, index) ? 1 / (1 - p) : 0;
+  const at = rowsOfIndex(index, { cols: s.nIn, every: s.rowsEvery ?? 1 });
+  return keepKey(p, k0, k1, k2, k3, at) ? 1 / (1 - p) : 0;
 }
 
 /** xd = drop(x) ⊙ mA (row-broadcast column mask), [m, nIn]. */
