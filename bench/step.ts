@@ -1,7 +1,8 @@
 /**
  * `deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N]
  * [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] [--no-batched-texture]
- * [--forward-only] [--packed-weights MIB] [--compare-batched-texture] [--compare-tile-rows]`: wall time of one RoBERTa forward pass
+ * [--forward-only] [--packed-weights MIB] [--compare-batched-texture] [--compare-tile-rows] [--compare-cls-rows]`: wall
+ * time of one RoBERTa forward pass
  * (evaluation) and of one training step (forward with dropout, loss, backward, AdamW) on the WebGPU device, with
  * tokens/s, achieved GFLOP/s, submits and dispatches per step, host encoding time, and peak memory (process RSS
  * against the bytes the model must hold).
@@ -24,7 +25,9 @@
  * before bench/NOTES.md entry 14), for before/after comparisons; `--compare-batched-texture` times extra
  * forward passes alternating both choices in one process (same load for both). `--compare-tile-rows` does the
  * same with training steps for the texture tile's workgroup height: fitted to the product's rows (the default,
- * `gemmAutoOptions.fitTileRows`) or always 8 invocations high (bench/NOTES.md entry 36).
+ * `gemmAutoOptions.fitTileRows`) or always 8 invocations high (bench/NOTES.md entry 36). `--compare-cls-rows`
+ * alternates forward passes and training steps whose last layer computes the [CLS] rows alone (the default) or
+ * every position (`RobertaModel.lastLayerAllRows`; bench/NOTES.md entry 37).
  *
  * Then (unless `--no-torch`) the PyTorch float32 baseline `bench/torch_step.py` runs as a subprocess with the
  * same preset, batch, sequence length, targets, rank and step count on the same machine, and the ratios
@@ -38,7 +41,9 @@
  * its `nn.Linear` size nIn → nOut:
  * - forward, per layer: Q, K, V and attention-output projections 4·2·M·H², feed-forward 2·2·M·H·I,
  *   attention scores Q·Kᵀ and context P·V 2·2·B·T²·H (over all heads: h·d = H), and per target the LoRA branch
- *   t = x·Aᵀ (2·M·nIn·r) and t·Bᵀ (2·M·r·nOut); the head on the B first tokens 2·B·H² + 2·B·H·C.
+ *   t = x·Aᵀ (2·M·nIn·r) and t·Bᵀ (2·M·r·nOut); the head on the B first tokens 2·B·H² + 2·B·H·C. The last
+ *   layer computes only the B [CLS] rows (`RobertaModel.lastLayerAllRows` false): there M becomes B in every
+ *   product but K, V and their LoRA branches, and T² becomes T in the attention products.
  * - backward: the frozen weights get no gradient, so every frozen linear costs only its dX product (the same
  *   size as its forward product) and nothing for dW — which makes the backward about 1× the forward, not the
  *   usual 2×. Per layer: dX through the feed-forward 2·2·M·H·I, through the attention output 2·M·H², through
@@ -82,6 +87,11 @@ export interface StepShape {
   r: number;
   /** Adapted modules of every layer. */
   targets: readonly LoraTarget[];
+  /**
+   * The last layer computes every position (`RobertaModel.lastLayerAllRows`) instead of the B [CLS] rows alone
+   * (default false, as the model).
+   */
+  lastLayerAllRows?: boolean;
 }
 
 /**
@@ -96,21 +106,31 @@ export interface StepShape {
 export function stepFlops(s: StepShape): { forward: number; backward: number } {
   const B = s.batch, T = s.seqLen, H = s.hiddenSize, I = s.intermediateSize, C = s.numLabels, r = s.r;
   const M = B * T;
-  const attn = 2 * B * T * T * H; // one of the T×T products over all heads
-  let loraFwd = 0, loraBwd = 0, loraBwdLayer0 = 0;
-  for (const t of s.targets) {
-    const { nIn, nOut } = moduleShape(s, t);
-    loraFwd += 2 * M * r * (nIn + nOut);
-    loraBwd += 2 * M * r * (2 * nOut + 2 * nIn);
-    const qkv = t === "query" || t === "key" || t === "value";
-    loraBwdLayer0 += 2 * M * r * (2 * nOut + (qkv ? 1 : 2) * nIn);
-  }
+  /** One layer's forward and backward; `first`: no input gradient; `clsRows`: only the B [CLS] rows. */
+  const layer = (first: boolean, clsRows: boolean) => {
+    // R rows of the query, attention-output and feed-forward products; q query positions per sequence
+    const R = clsRows ? B : M, q = clsRows ? 1 : T;
+    const attn = 2 * B * q * T * H; // one of the q×T products over all heads
+    let loraFwd = 0, loraBwd = 0;
+    for (const t of s.targets) {
+      const { nIn, nOut } = moduleShape(s, t);
+      const rows = t === "key" || t === "value" ? M : R;
+      const qkv = t === "query" || t === "key" || t === "value";
+      loraFwd += 2 * rows * r * (nIn + nOut);
+      loraBwd += 2 * rows * r * (2 * nOut + (first && qkv ? 1 : 2) * nIn);
+    }
+    const forward = 4 * R * H * H + 4 * M * H * H + 4 * R * H * I + 2 * attn + loraFwd;
+    const backward = 4 * R * H * I + 2 * R * H * H + 4 * attn + (first ? 0 : 2 * R * H * H + 4 * M * H * H) +
+      loraBwd;
+    return { forward, backward };
+  };
   const head = 2 * B * H * H + 2 * B * H * C;
-  const fwdLayer = 8 * M * H * H + 4 * M * H * I + 2 * attn + loraFwd;
-  const forward = s.numLayers * fwdLayer + head;
-  const bwdLayerCommon = 4 * M * H * I + 2 * M * H * H + 4 * attn;
-  const backward = s.numLayers * bwdLayerCommon + Math.max(0, s.numLayers - 1) * (6 * M * H * H + loraBwd) +
-    (s.numLayers > 0 ? loraBwdLayer0 : 0) + 2 * head;
+  let forward = head, backward = 2 * head;
+  for (let l = 0; l < s.numLayers; l++) {
+    const f = layer(l === 0, !s.lastLayerAllRows && l === s.numLayers - 1);
+    forward += f.forward;
+    backward += f.backward;
+  }
   return { forward, backward };
 }
 
@@ -149,6 +169,7 @@ interface StepArgs {
   forwardOnly: boolean;
   compareBatchedTexture: boolean;
   compareTileRows: boolean;
+  compareClsRows: boolean;
   /** Bytes for packed frozen weights (`LoadOptions.packedWeightBudget`); null = the model's default. */
   packedWeights: number | null;
 }
@@ -167,6 +188,7 @@ const STEP_OPTIONS = {
   "forward-only": { type: "boolean", default: false },
   "compare-batched-texture": { type: "boolean", default: false },
   "compare-tile-rows": { type: "boolean", default: false },
+  "compare-cls-rows": { type: "boolean", default: false },
   "packed-weights": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -175,7 +197,7 @@ const STEP_USAGE =
   "usage: deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] " +
   "[--steps N] [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] " +
   "[--no-batched-texture] [--forward-only] [--packed-weights MIB] [--compare-batched-texture] " +
-  "[--compare-tile-rows] (see bench/step.ts)";
+  "[--compare-tile-rows] [--compare-cls-rows] (see bench/step.ts)";
 
 function parseStepArgs(args: string[]): StepArgs | null {
   let parsed;
@@ -219,6 +241,7 @@ function parseStepArgs(args: string[]): StepArgs | null {
     forwardOnly: values["forward-only"],
     compareBatchedTexture: values["compare-batched-texture"],
     compareTileRows: values["compare-tile-rows"],
+    compareClsRows: values["compare-cls-rows"],
     packedWeights: packedMiB(values["packed-weights"]),
   };
 }
@@ -383,6 +406,7 @@ export async function run(args: string[]): Promise<void> {
       numLabels: 2,
       r: a.rank,
       targets: model.lora.targets,
+      lastLayerAllRows: model.lastLayerAllRows,
     });
 
     console.log(
@@ -540,6 +564,53 @@ export async function run(args: string[]): Promise<void> {
         `tile rows train step with workgroups fitted to each product's rows ${(f * 1000).toFixed(1)} ms, ` +
           `8 invocations high ${(h * 1000).toFixed(1)} ms (${(h / f).toFixed(2)}x; alternating, median of ` +
           `${a.steps}; losses ${same ? "identical" : "DIFFER"}; load ${loadAverage()})`,
+      );
+    }
+    if (a.compareClsRows) {
+      // Forward passes and training steps alternating the last layer's rows ([CLS] alone, all), so that both see
+      // the same machine load; one untimed round of each first. lr 0 and the same dropout masks for both: the
+      // logits and losses are checked to be equal.
+      type Rows = "cls" | "all";
+      const t = {
+        fwd: { cls: [] as number[], all: [] as number[] },
+        step: { cls: [] as number[], all: [] as number[] },
+      };
+      const out: Record<Rows, number[]> = { cls: [], all: [] };
+      for (let i = 0; i <= a.steps; i++) {
+        for (const which of ["cls", "all"] as const) {
+          model.lastLayerAllRows = which === "all";
+          let t0 = performance.now();
+          out[which].push(...await model.forward(input));
+          if (i > 0) t.fwd[which].push((performance.now() - t0) / 1000);
+          if (a.forwardOnly) continue;
+          t0 = performance.now();
+          out[which].push(
+            await model.trainStep({ ...input, labels }, {
+              lr: 0,
+              step: a.steps + 2 + i,
+              dropoutStream: 2000 + i,
+            }),
+          );
+          if (i > 0) t.step[which].push((performance.now() - t0) / 1000);
+        }
+      }
+      model.lastLayerAllRows = false;
+      const same = out.cls.every((v, i) => Object.is(v, out.all[i]));
+      const maxRel = Math.max(
+        ...out.cls.map((v, i) => Math.abs(v - out.all[i]) / Math.max(1e-6, Math.abs(out.all[i]))),
+      );
+      const ratio = (k: "fwd" | "step") => {
+        const c = median(t[k].cls), l = median(t[k].all);
+        return `${(c * 1000).toFixed(1)} ms against all rows ${(l * 1000).toFixed(1)} ms (${
+          (l / c).toFixed(2)
+        }x)`;
+      };
+      console.log(
+        `cls rows  last layer on the [CLS] rows alone: forward ${ratio("fwd")}` +
+          (a.forwardOnly ? "" : `, train step ${ratio("step")}`) +
+          `; alternating, median of ${a.steps}; logits and losses ${
+            same ? "identical" : `DIFFER (largest relative difference ${maxRel.toExponential(2)})`
+          }; load ${loadAverage()}`,
       );
     }
     console.log(

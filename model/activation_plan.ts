@@ -73,6 +73,8 @@ export class ActivationPlan {
   readonly scores: GPUBuffer;
   readonly proj: GPUBuffer;
   readonly projDropped: GPUBuffer;
+  /** The last layer's input rows that it computes alone: the [CLS] row of each sequence, [batch, hidden]. */
+  readonly clsX: GPUBuffer;
   // head
   readonly cls: GPUBuffer;
   readonly clsDropped: GPUBuffer;
@@ -88,6 +90,8 @@ export class ActivationPlan {
   readonly dPre: GPUBuffer;
   readonly dClsDropped: GPUBuffer;
   readonly dCls: GPUBuffer;
+  /** Scratch for the LoRA input gradient of the last layer's query on its [CLS] rows, [batch, hidden]. */
+  readonly dClsX: GPUBuffer;
   readonly dH: [GPUBuffer, GPUBuffer];
   readonly dS: GPUBuffer;
   readonly dProj: GPUBuffer;
@@ -155,6 +159,7 @@ export class ActivationPlan {
     this.scores = f(attention, "scores");
     this.proj = f(rows * H, "proj");
     this.projDropped = f(rows * H, "projDropped");
+    this.clsX = f(batch * H, "clsX");
     this.cls = f(batch * H, "cls");
     this.clsDropped = f(batch * H, "clsDropped");
     this.pre = f(batch * H, "head.pre");
@@ -168,6 +173,7 @@ export class ActivationPlan {
     this.dPre = g(batch * H, "dPre");
     this.dClsDropped = g(batch * H, "dClsDropped");
     this.dCls = g(batch * H, "dCls");
+    this.dClsX = g(batch * H, "dClsX");
     this.dH = [g(rows * H, "dH0"), g(rows * H, "dH1")];
     this.dS = g(rows * H, "dS");
     this.dProj = g(rows * H, "dProj");

@@ -12,7 +12,7 @@ import { adamw } from "../kernels/adamw.ts";
 import { gelu, geluBackward, tanhBackward, tanhForward } from "../kernels/activation.ts";
 import { attentionSoftmax, attentionSoftmaxBackward } from "../kernels/attention_softmax.ts";
 import { getGpu, type Gpu } from "../kernels/device.ts";
-import { dropout, dropoutBackward } from "../kernels/dropout.ts";
+import { dropout, dropoutBackward, type RowsOf } from "../kernels/dropout.ts";
 import { add, addInPlace, sumRows } from "../kernels/elementwise.ts";
 import { embeddingGather } from "../kernels/embedding.ts";
 import { gemm } from "../kernels/gemm.ts";
@@ -163,6 +163,14 @@ export class RobertaModel {
   /** The trainable head: RoBERTa's dense + out_proj, or BERT's classifier (outW/outB; its pooler is frozen). */
   readonly head: { denseW?: Trainable; denseB?: Trainable; outW: Trainable; outB: Trainable };
   readonly rates: { hidden: number; attention: number; lora: number; classifier: number };
+  /**
+   * Compute every position of the last encoder layer, as Hugging Face does. Default false: that layer computes
+   * only the [CLS] rows, the only ones the head reads (its keys and values still cover every position), which
+   * saves most of one layer's work. Both give the same logits, losses and gradients (the rows computed alone
+   * keep the whole pass's dropout masks; tested); `true` is for comparisons (`deno task bench step
+   * --compare-cls-rows`).
+   */
+  lastLayerAllRows = false;
   /** The plan of training steps (saved activations of every layer). */
   #plan: ActivationPlan | null = null;
   /** The plan of forward passes that no training plan can hold (one layer's activations, reused). */
@@ -476,6 +484,7 @@ export class RobertaModel {
     M: number,
     train: boolean,
     stream: number,
+    rowsEvery: number,
   ) {
     const mod = this.#module(layer, target);
     if (!mod) return undefined;
@@ -494,6 +503,7 @@ export class RobertaModel {
         scale: this.scale,
         dropout: train ? this.rates.lora : 0,
         dropKey: this.#key(stream, layer, SITE.lora + TARGET_INDEX[target]),
+        rowsEvery,
       },
     };
   }
@@ -507,8 +517,9 @@ export class RobertaModel {
     M: number,
     train: boolean,
     stream: number,
+    rowsEvery = 1,
   ): void {
-    const shared = this.#loraShared(plan, layer, target, M, train, stream);
+    const shared = this.#loraShared(plan, layer, target, M, train, stream, rowsEvery);
     if (shared) loraForward(this.#rec, { ...shared.args, x, y });
   }
 
@@ -522,8 +533,9 @@ export class RobertaModel {
     M: number,
     train: boolean,
     stream: number,
+    rowsEvery = 1,
   ): void {
-    const shared = this.#loraShared(plan, layer, target, M, train, stream);
+    const shared = this.#loraShared(plan, layer, target, M, train, stream, rowsEvery);
     if (!shared) return;
     loraBackward(this.#rec, { ...shared.args, dy, x, dA: shared.mod.a.grad, dB: shared.mod.b.grad, dx });
   }
@@ -542,10 +554,32 @@ export class RobertaModel {
     y: GPUBuffer,
     n: number,
     key: [number, number, number, number],
+    rowsOf?: RowsOf,
   ): GPUBuffer {
     if (!train || p <= 0) return x;
-    dropout(this.#rec, { x, y, n, p, key });
+    dropout(this.#rec, { x, y, n, p, key, rowsOf });
     return y;
+  }
+
+  /**
+   * Whether layer `l` computes only the [CLS] rows: the last layer does unless {@link lastLayerAllRows}, since
+   * only its [CLS] rows reach the head. Keys and values still cover every position.
+   */
+  #clsRowsOnly(l: number): boolean {
+    return !this.lastLayerAllRows && l === this.config.numLayers - 1;
+  }
+
+  /** Copies the [CLS] row (the first) of each of the B sequences of x [B·T, H] into out [B, H]. */
+  #gatherCls(x: GPUBuffer, out: GPUBuffer, B: number, T: number): GPUBuffer {
+    const bytes = this.config.hiddenSize * 4;
+    for (let b = 0; b < B; b++) this.#rec.copy(x, b * T * bytes, out, b * bytes, bytes);
+    return out;
+  }
+
+  /** Copies rows [B, H] of `rows` back to the [CLS] rows of x [B·T, H] (the inverse of {@link #gatherCls}). */
+  #scatterCls(rows: GPUBuffer, x: GPUBuffer, B: number, T: number): void {
+    const bytes = this.config.hiddenSize * 4;
+    for (let b = 0; b < B; b++) this.#rec.copy(rows, b * bytes, x, b * T * bytes, bytes);
   }
 
   #encodeForward(plan: ActivationPlan, B: number, T: number, train: boolean, stream: number): GPUBuffer {
@@ -584,8 +618,14 @@ export class RobertaModel {
     }
     for (let l = 0; l < cfg.numLayers; l++) {
       const x = plan.hidden[l], A = plan.layers[l], W = w.layers[l];
-      this.#linear(x, W.query, W.queryBias, A.q, M, H, H, true);
-      this.#loraFwd(plan, l, "query", x, A.q, M, train, stream);
+      // R rows computed: all M, or the B [CLS] rows (xr) of the last layer, whose masks stay those of their
+      // places among all rows (rowsOf, every, queries).
+      const cls = this.#clsRowsOnly(l), R = cls ? B : M, every = cls ? T : 1, queries = cls ? 1 : T;
+      const xr = cls ? this.#gatherCls(x, plan.clsX, B, T) : x;
+      const rowsOf: RowsOf | undefined = cls ? { cols: H, every: T } : undefined;
+      const qTok: [number, number] = cls ? [H, d] : tok, qAtt: [number, number] = cls ? [nh * T, T] : att;
+      this.#linear(xr, W.query, W.queryBias, A.q, R, H, H, true);
+      this.#loraFwd(plan, l, "query", xr, A.q, R, train, stream, every);
       this.#linear(x, W.key, W.keyBias, A.k, M, H, H, true);
       this.#loraFwd(plan, l, "key", x, A.k, M, train, stream);
       this.#linear(x, W.value, W.valueBias, A.v, M, H, H, true);
@@ -594,7 +634,7 @@ export class RobertaModel {
         a: A.q,
         b: A.k,
         c: plan.scores,
-        m: T,
+        m: queries,
         n: T,
         k: d,
         transB: true,
@@ -603,9 +643,9 @@ export class RobertaModel {
         ldc: T,
         alpha: 1 / Math.sqrt(d),
         batch,
-        strideA: tok,
+        strideA: qTok,
         strideB: tok,
-        strideC: att,
+        strideC: qAtt,
       });
       const attnDrop = train && this.rates.attention > 0;
       attentionSoftmax(rec, {
@@ -616,6 +656,7 @@ export class RobertaModel {
         batch: B,
         heads: nh,
         seq: T,
+        queries,
         dropout: attnDrop ? this.rates.attention : 0,
         dropKey: this.#key(stream, l, SITE.attnProbs),
       });
@@ -623,28 +664,29 @@ export class RobertaModel {
         a: attnDrop ? A.probsDropped : A.probs,
         b: A.v,
         c: A.ctx,
-        m: T,
+        m: queries,
         n: d,
         k: T,
         lda: T,
         ldb: H,
         ldc: H,
         batch,
-        strideA: att,
+        strideA: qAtt,
         strideB: tok,
-        strideC: tok,
+        strideC: qTok,
       });
-      this.#linear(A.ctx, W.attnOut, W.attnOutBias, plan.proj, M, H, H, true);
-      this.#loraFwd(plan, l, "attention.output.dense", A.ctx, plan.proj, M, train, stream);
+      this.#linear(A.ctx, W.attnOut, W.attnOutBias, plan.proj, R, H, H, true);
+      this.#loraFwd(plan, l, "attention.output.dense", A.ctx, plan.proj, R, train, stream, every);
       const o = this.#dropoutOrNot(
         train,
         this.rates.hidden,
         plan.proj,
         plan.projDropped,
-        M * H,
+        R * H,
         this.#key(stream, l, SITE.attnOut),
+        rowsOf,
       );
-      add(rec, { a: x, b: o, out: A.s1, n: M * H });
+      add(rec, { a: xr, b: o, out: A.s1, n: R * H });
       layerNorm(rec, {
         x: A.s1,
         gamma: W.ln1Weight,
@@ -652,24 +694,25 @@ export class RobertaModel {
         y: A.a,
         mean: A.mean1,
         rstd: A.rstd1,
-        rows: M,
+        rows: R,
         cols: H,
         eps: cfg.layerNormEps,
       });
-      this.#linear(A.a, W.inter, W.interBias, A.u, M, I, H, true);
-      this.#loraFwd(plan, l, "intermediate.dense", A.a, A.u, M, train, stream);
-      gelu(rec, { x: A.u, y: A.g, n: M * I });
-      this.#linear(A.g, W.out, W.outBias, plan.proj, M, H, I, true);
-      this.#loraFwd(plan, l, "output.dense", A.g, plan.proj, M, train, stream);
+      this.#linear(A.a, W.inter, W.interBias, A.u, R, I, H, true);
+      this.#loraFwd(plan, l, "intermediate.dense", A.a, A.u, R, train, stream, every);
+      gelu(rec, { x: A.u, y: A.g, n: R * I });
+      this.#linear(A.g, W.out, W.outBias, plan.proj, R, H, I, true);
+      this.#loraFwd(plan, l, "output.dense", A.g, plan.proj, R, train, stream, every);
       const f = this.#dropoutOrNot(
         train,
         this.rates.hidden,
         plan.proj,
         plan.projDropped,
-        M * H,
+        R * H,
         this.#key(stream, l, SITE.ffnOut),
+        rowsOf,
       );
-      add(rec, { a: A.a, b: f, out: A.s2, n: M * H });
+      add(rec, { a: A.a, b: f, out: A.s2, n: R * H });
       layerNorm(rec, {
         x: A.s2,
         gamma: W.ln2Weight,
@@ -677,15 +720,15 @@ export class RobertaModel {
         y: plan.hidden[l + 1],
         mean: A.mean2,
         rstd: A.rstd2,
-        rows: M,
+        rows: R,
         cols: H,
         eps: cfg.layerNormEps,
       });
     }
     // Classification head on the first token of each sequence.
-    const L = this.numLabels, last = plan.hidden[cfg.numLayers];
-    for (let b = 0; b < B; b++) rec.copy(last, b * T * H * 4, plan.cls, b * H * 4, H * 4);
-    const Lh = cfg.numLayers;
+    const L = this.numLabels, last = plan.hidden[cfg.numLayers], Lh = cfg.numLayers;
+    if (this.#clsRowsOnly(Lh - 1)) rec.copy(last, 0, plan.cls, 0, B * H * 4);
+    else this.#gatherCls(last, plan.cls, B, T);
     const clsIn = this.#dropoutOrNot(
       train,
       this.#clsDropout,
@@ -746,6 +789,7 @@ export class RobertaModel {
     stream: number,
     layer: number,
     site: number,
+    rowsOf: RowsOf | undefined,
   ): GPUBuffer {
     const H = this.config.hiddenSize;
     layerNormBackward(this.#rec, { dy, x: s, gamma, mean, rstd, dx: plan.dS, rows, cols: H });
@@ -756,6 +800,7 @@ export class RobertaModel {
       n: rows * H,
       p: this.rates.hidden,
       key: this.#key(stream, layer, site),
+      rowsOf,
     });
     return plan.dProj;
   }
@@ -806,11 +851,18 @@ export class RobertaModel {
       dCls = plan.dCls;
     }
     let cur = 0;
-    rec.clear(plan.dH[cur], 0, M * H * 4);
-    for (let b = 0; b < B; b++) rec.copy(dCls, b * H * 4, plan.dH[cur], b * T * H * 4, H * 4);
+    if (!this.#clsRowsOnly(Lh - 1)) {
+      rec.clear(plan.dH[cur], 0, M * H * 4);
+      this.#scatterCls(dCls, plan.dH[cur], B, T);
+    }
     const hiddenDrop = train && this.rates.hidden > 0;
     for (let l = Lh - 1; l >= 0; l--) {
-      const A = plan.layers[l], W = w.layers[l], x = plan.hidden[l], dOut = plan.dH[cur];
+      const A = plan.layers[l], W = w.layers[l], x = plan.hidden[l];
+      // R rows as in the forward pass: the last layer's [CLS] rows alone take their gradient straight from dCls
+      const cls = this.#clsRowsOnly(l), R = cls ? B : M, every = cls ? T : 1, queries = cls ? 1 : T;
+      const xr = cls ? plan.clsX : x, dOut = cls ? dCls : plan.dH[cur];
+      const rowsOf: RowsOf | undefined = cls ? { cols: H, every: T } : undefined;
+      const qTok: [number, number] = cls ? [H, d] : tok, qAtt: [number, number] = cls ? [nh * T, T] : att;
       // out = LN2(s2), s2 = a + drop(f)
       const df = this.#lnResidualBackward(
         plan,
@@ -819,18 +871,19 @@ export class RobertaModel {
         W.ln2Weight,
         A.mean2,
         A.rstd2,
-        M,
+        R,
         hiddenDrop,
         stream,
         l,
         SITE.ffnOut,
+        rowsOf,
       );
-      this.#backThroughWeight(df, W.out, plan.dG, M, I, H, true);
-      this.#loraBwd(plan, l, "output.dense", df, A.g, plan.dG, M, train, stream);
-      geluBackward(rec, { x: A.u, dy: plan.dG, dx: plan.dU, n: M * I });
-      this.#backThroughWeight(plan.dU, W.inter, plan.dA, M, H, I, true);
-      this.#loraBwd(plan, l, "intermediate.dense", plan.dU, A.a, plan.dA, M, train, stream);
-      addInPlace(rec, { x: plan.dS, y: plan.dA, n: M * H });
+      this.#backThroughWeight(df, W.out, plan.dG, R, I, H, true);
+      this.#loraBwd(plan, l, "output.dense", df, A.g, plan.dG, R, train, stream, every);
+      geluBackward(rec, { x: A.u, dy: plan.dG, dx: plan.dU, n: R * I });
+      this.#backThroughWeight(plan.dU, W.inter, plan.dA, R, H, I, true);
+      this.#loraBwd(plan, l, "intermediate.dense", plan.dU, A.a, plan.dA, R, train, stream, every);
+      addInPlace(rec, { x: plan.dS, y: plan.dA, n: R * H });
       // a = LN1(s1), s1 = x + drop(o)
       const dO = this.#lnResidualBackward(
         plan,
@@ -839,14 +892,15 @@ export class RobertaModel {
         W.ln1Weight,
         A.mean1,
         A.rstd1,
-        M,
+        R,
         hiddenDrop,
         stream,
         l,
         SITE.attnOut,
+        rowsOf,
       );
-      this.#backThroughWeight(dO, W.attnOut, plan.dCtx, M, H, H, true);
-      this.#loraBwd(plan, l, "attention.output.dense", dO, A.ctx, plan.dCtx, M, train, stream);
+      this.#backThroughWeight(dO, W.attnOut, plan.dCtx, R, H, H, true);
+      this.#loraBwd(plan, l, "attention.output.dense", dO, A.ctx, plan.dCtx, R, train, stream, every);
       // attention
       const attnDrop = train && this.rates.attention > 0;
       const P = attnDrop ? A.probsDropped : A.probs;
@@ -854,7 +908,7 @@ export class RobertaModel {
         a: plan.dCtx,
         b: A.v,
         c: plan.dProbsDropped,
-        m: T,
+        m: queries,
         n: T,
         k: d,
         transB: true,
@@ -862,9 +916,9 @@ export class RobertaModel {
         ldb: H,
         ldc: T,
         batch,
-        strideA: tok,
+        strideA: qTok,
         strideB: tok,
-        strideC: att,
+        strideC: qAtt,
       });
       gemm(rec, {
         a: P,
@@ -872,14 +926,14 @@ export class RobertaModel {
         c: plan.dV,
         m: T,
         n: d,
-        k: T,
+        k: queries,
         transA: true,
         lda: T,
         ldb: H,
         ldc: H,
         batch,
-        strideA: att,
-        strideB: tok,
+        strideA: qAtt,
+        strideB: qTok,
         strideC: tok,
       });
       attentionSoftmaxBackward(rec, {
@@ -889,6 +943,7 @@ export class RobertaModel {
         batch: B,
         heads: nh,
         seq: T,
+        queries,
         dropout: attnDrop ? this.rates.attention : 0,
         dropKey: this.#key(stream, l, SITE.attnProbs),
       });
@@ -897,7 +952,7 @@ export class RobertaModel {
         a: plan.dScores,
         b: A.k,
         c: plan.dQ,
-        m: T,
+        m: queries,
         n: d,
         k: T,
         lda: T,
@@ -905,9 +960,9 @@ export class RobertaModel {
         ldc: H,
         alpha: s,
         batch,
-        strideA: att,
+        strideA: qAtt,
         strideB: tok,
-        strideC: tok,
+        strideC: qTok,
       });
       gemm(rec, {
         a: plan.dScores,
@@ -915,26 +970,41 @@ export class RobertaModel {
         c: plan.dK,
         m: T,
         n: d,
-        k: T,
+        k: queries,
         transA: true,
         lda: T,
         ldb: H,
         ldc: H,
         alpha: s,
         batch,
-        strideA: att,
-        strideB: tok,
+        strideA: qAtt,
+        strideB: qTok,
         strideC: tok,
       });
-      // the layer's input gradient (not needed below layer 0: nothing trainable there)
+      // the layer's input gradient (not needed below layer 0: nothing trainable there), summed in the same order
+      // whatever R: residual, then the query, key and value products, then their LoRA branches
       const dX = l > 0 ? plan.dH[1 - cur] : undefined;
-      if (dX) {
+      if (dX && cls) {
+        // the residual and the query reach the [CLS] rows only (every other row of a full pass adds exact zeros)
+        rec.clear(dX, 0, M * H * 4);
+        this.#scatterCls(plan.dS, dX, B, T);
+        const packedB = this.#packed;
+        gemm(rec, { a: plan.dQ, b: W.query, c: dX, m: B, n: H, k: H, ldc: T * H, accumulate: true, packedB });
+        this.#backThroughWeight(plan.dK, W.key, dX, M, H, H, true, true);
+        this.#backThroughWeight(plan.dV, W.value, dX, M, H, H, true, true);
+        if (this.#module(l, "query")) {
+          // LoRA adds into the [CLS] rows through a compact copy of them
+          this.#gatherCls(dX, plan.dClsX, B, T);
+          this.#loraBwd(plan, l, "query", plan.dQ, xr, plan.dClsX, R, train, stream, every);
+          this.#scatterCls(plan.dClsX, dX, B, T);
+        }
+      } else if (dX) {
         rec.copy(plan.dS, 0, dX, 0, M * H * 4);
         for (const [dY, wt] of [[plan.dQ, W.query], [plan.dK, W.key], [plan.dV, W.value]]) {
           this.#backThroughWeight(dY, wt, dX, M, H, H, true, true);
         }
       }
-      this.#loraBwd(plan, l, "query", plan.dQ, x, dX, M, train, stream);
+      if (!dX || !cls) this.#loraBwd(plan, l, "query", plan.dQ, xr, dX, R, train, stream, every);
       this.#loraBwd(plan, l, "key", plan.dK, x, dX, M, train, stream);
       this.#loraBwd(plan, l, "value", plan.dV, x, dX, M, train, stream);
       cur = 1 - cur;

@@ -9,7 +9,7 @@ import { type EncoderConfigLike, randomBase, refForward, refLossAndGrads } from 
 import type { LoraSettings } from "../model/names.ts";
 import { writeSafetensors } from "../model/safetensors.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
-import { assertClose, randomF32 } from "./util.ts";
+import { assertClose, randomF32, relErr } from "./util.ts";
 import { hfConfig, randomAdapter, randomMasks, TINY_ROBERTA, writeTinyModel } from "./model_fixture.ts";
 import { getGpu } from "../kernels/device.ts";
 
@@ -486,5 +486,61 @@ Deno.test("model: packed frozen weights (texture GEMM) give the per-product pack
     if (gpu.isCpu) ok(packed.bytes > 0 && packed.hits > 0, `packed textures used: ${JSON.stringify(packed)}`);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("model: the last layer's [CLS] rows alone give the whole layer's logits, losses and gradients (dropout everywhere)", async () => {
+  // Only [CLS]'s row of the last layer reaches the head, so by default that layer computes those rows alone
+  // (lastLayerAllRows false). With hidden, attention and LoRA dropout on, every mask of those rows must be the
+  // one the whole layer's pass draws there, or the results differ by far more than rounding. One layer: the
+  // last layer is also the first (no input gradient); WIDE: texture-GEMM sizes on llvmpipe.
+  for (
+    const [cfg, B, T, padFrom] of [
+      [CFG, 3, 7, [7, 5, 3]],
+      [{ ...CFG, numLayers: 1 }, 2, 6, [6, 4]],
+      [WIDE, 4, 40, [40, 29, 33, 18]],
+    ] as const
+  ) {
+    const dir = await writeTinyModel(cfg, 11);
+    try {
+      const lora: LoraSettings = {
+        r: 4,
+        alpha: 8,
+        targets: ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
+      };
+      const dropout = { hidden: 0.2, attention: 0.2, lora: 0.2 };
+      const model = await RobertaModel.load(dir, { numLabels: 3, lora, seed: 4, dropout });
+      model.setAdapter(randomAdapter(model, 5));
+      const masks = randomMasks(model, 6);
+      const input = {
+        inputIds: batchOf(7, B, T, [...padFrom]),
+        batch: B,
+        seqLen: T,
+        labels: [0, 2, 1, 2].slice(0, B),
+      };
+      const run = async (allRows: boolean, stream: number) => {
+        model.lastLayerAllRows = allRows;
+        const evalLogits = await model.forward(input, { masks });
+        const trainLogits = await model.forward(input, { masks, train: true, dropoutStream: stream });
+        const { loss, grads } = await model.lossAndGrads(input, {
+          masks,
+          train: true,
+          dropoutStream: stream,
+        });
+        return { evalLogits, trainLogits, loss, grads };
+      };
+      const cls = await run(false, 3), all = await run(true, 3), other = await run(false, 4);
+      const what = `${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, ${B}x${T}`;
+      assertClose(cls.evalLogits, all.evalLogits, 1e-6, `eval logits (${what})`);
+      assertClose(cls.trainLogits, all.trainLogits, 1e-6, `training-mode logits (${what})`);
+      assertClose([cls.loss], [all.loss], 1e-6, `loss (${what})`);
+      for (const [name, g] of all.grads) {
+        assertClose(cls.grads.get(name)!, g, 1e-5, `gradient ${name} (${what})`);
+      }
+      // the dropout masks matter: another stream moves the training-mode logits well past these bounds
+      ok(relErr(other.trainLogits, cls.trainLogits, 1e-6) > 1e-3, `dropout has no visible effect (${what})`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   }
 });
