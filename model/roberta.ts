@@ -4,8 +4,10 @@
  * classification head, loss, a hand-written backward pass (gradients only for LoRA A/B and the head) and AdamW.
  * The two families differ only in the position ids (RoBERTa counts real tokens after the padding id, BERT
  * counts from 0), the token types (BERT: 1 on the second segment) and the head (RoBERTa: dropout → dense →
- * tanh → dropout → out_proj, all trainable; BERT: the frozen pooler dense → tanh → dropout → classifier). One training step is recorded into one command buffer and the only
- * readback is the per-example loss.
+ * tanh → dropout → out_proj, all trainable; BERT: the frozen pooler dense → tanh → dropout → classifier). The
+ * last encoder layer computes only the [CLS] rows, which are all the head reads, with the same results as the
+ * whole layer ({@link RobertaModel.lastLayerAllRows}). One training step is recorded into one command buffer and
+ * the only readback is the per-example loss.
  * @module
  */
 import { adamw } from "../kernels/adamw.ts";
