@@ -113,8 +113,8 @@ export const GAMMAS = [0, 0.1, 0.3, 0.5, 0.7];
 export const SEEDS = [0, 1, 2];
 /**
  * Runs side by side: two, each in its own process with half the cores for llvmpipe, give ~1.3× the throughput
- * of one at a time on 2 cores (bench/NOTES.md entries 34 and 36: SST-2's grid 30 min, MRPC's 41); the results
- * are the same either way.
+ * of one at a time on 2 cores (bench/NOTES.md entries 34, 36, 37: SST-2's grid 30–33 min, MRPC's 41); the
+ * results are the same either way.
  */
 export const DEFAULT_JOBS = 2;
 
