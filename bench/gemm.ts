@@ -16,7 +16,7 @@
  */
 import { getGpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
-import { autoTexturePath, gemm, gemmTileFor } from "../kernels/gemm.ts";
+import { autoTexturePath, gemm, gemmAutoOptions, gemmTileFor } from "../kernels/gemm.ts";
 import { TEXTURE_GEMM_TILE } from "../kernels/gemm_texture.ts";
 import { LORA_SPLIT_COLS, LORA_SPLIT_ROWS, loraBackward, loraForward } from "../kernels/lora.ts";
 import { LARGE_SHARED_GEMM_TILE } from "../kernels/gemm_shared.ts";
@@ -275,7 +275,10 @@ export async function run(args: string[]): Promise<void> {
   console.log(
     `gemm tile: ${tile.wx}x${tile.wy} invocations, ${tile.tm}x${tile.tn ?? 4} outputs each (vec4 kernel; ` +
       `${tile.tm}x4 in the scalar one); texture kernel ${TEXTURE_GEMM_TILE.wx}x${TEXTURE_GEMM_TILE.wy} ` +
-      `invocations, ${TEXTURE_GEMM_TILE.tm}x${TEXTURE_GEMM_TILE.tn} outputs each; shapes are M×K×N of y = x·Wᵀ ` +
+      `invocations, ${TEXTURE_GEMM_TILE.tm}x(${
+        gemmAutoOptions.tileCols.join(" or ")
+      }) outputs each (the widest ` +
+      `that fits n); shapes are M×K×N of y = x·Wᵀ ` +
       `(x [M,K], W [N,K], transB); median of ${reps} after a warm-up, ${innerReps} product(s) per submit` +
       (peak === null ? "" : `; fp32 peak given: ${peak} GFLOP/s`),
   );

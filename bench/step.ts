@@ -1,9 +1,9 @@
 /**
  * `deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N]
  * [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] [--no-batched-texture]
- * [--forward-only] [--packed-weights MIB] [--compare-batched-texture] [--compare-tile-rows] [--compare-cls-rows]`: wall
- * time of one RoBERTa forward pass
- * (evaluation) and of one training step (forward with dropout, loss, backward, AdamW) on the WebGPU device, with
+ * [--forward-only] [--packed-weights MIB] [--compare-batched-texture] [--compare-tile-rows] [--tile-cols 16,8]
+ * [--compare-tile-cols] [--compare-cls-rows]`: wall time of one RoBERTa forward pass (evaluation) and of one
+ * training step (forward with dropout, loss, backward, AdamW) on the WebGPU device, with
  * tokens/s, achieved GFLOP/s, submits and dispatches per step, host encoding time, and peak memory (process RSS
  * against the bytes the model must hold).
  *
@@ -27,7 +27,9 @@
  * same with training steps for the texture tile's workgroup height: fitted to the product's rows (the default,
  * `gemmAutoOptions.fitTileRows`) or always 8 invocations high (bench/NOTES.md entry 36). `--compare-cls-rows`
  * alternates forward passes and training steps whose last layer computes the [CLS] rows alone (the default) or
- * every position (`RobertaModel.lastLayerAllRows`; bench/NOTES.md entry 37).
+ * every position (`RobertaModel.lastLayerAllRows`; bench/NOTES.md entry 37). `--tile-cols 16,8` sets the
+ * columns per invocation the default texture tile may take, widest first (`gemmAutoOptions.tileCols`), and
+ * `--compare-tile-cols` alternates training steps with those against 8 columns everywhere (entry 38).
  *
  * Then (unless `--no-torch`) the PyTorch float32 baseline `bench/torch_step.py` runs as a subprocess with the
  * same preset, batch, sequence length, targets, rank and step count on the same machine, and the ratios
@@ -65,7 +67,7 @@ import type { DispatchObserver } from "../kernels/recorder.ts";
 import { KeyedRandom, Purpose } from "../kernels/rng.ts";
 import { checkLoraTarget, type LoraTarget, moduleShape } from "../model/names.ts";
 import { PRESET_NAMES, type PresetName } from "../model/presets.ts";
-import { RobertaModel } from "../model/roberta.ts";
+import { type LabelledInput, RobertaModel } from "../model/roberta.ts";
 import { makeModel } from "../tasks/make_model.ts";
 import { gemmAutoOptions } from "../kernels/gemm.ts";
 
@@ -169,6 +171,9 @@ interface StepArgs {
   forwardOnly: boolean;
   compareBatchedTexture: boolean;
   compareTileRows: boolean;
+  compareTileCols: boolean;
+  /** `gemmAutoOptions.tileCols` for the run (`--tile-cols`); null = the default. */
+  tileCols: number[] | null;
   compareClsRows: boolean;
   /** Bytes for packed frozen weights (`LoadOptions.packedWeightBudget`); null = the model's default. */
   packedWeights: number | null;
@@ -188,6 +193,8 @@ const STEP_OPTIONS = {
   "forward-only": { type: "boolean", default: false },
   "compare-batched-texture": { type: "boolean", default: false },
   "compare-tile-rows": { type: "boolean", default: false },
+  "compare-tile-cols": { type: "boolean", default: false },
+  "tile-cols": { type: "string" },
   "compare-cls-rows": { type: "boolean", default: false },
   "packed-weights": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -197,7 +204,7 @@ const STEP_USAGE =
   "usage: deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] " +
   "[--steps N] [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] " +
   "[--no-batched-texture] [--forward-only] [--packed-weights MIB] [--compare-batched-texture] " +
-  "[--compare-tile-rows] [--compare-cls-rows] (see bench/step.ts)";
+  "[--compare-tile-rows] [--tile-cols 16,8] [--compare-tile-cols] [--compare-cls-rows] (see bench/step.ts)";
 
 function parseStepArgs(args: string[]): StepArgs | null {
   let parsed;
@@ -241,9 +248,21 @@ function parseStepArgs(args: string[]): StepArgs | null {
     forwardOnly: values["forward-only"],
     compareBatchedTexture: values["compare-batched-texture"],
     compareTileRows: values["compare-tile-rows"],
+    compareTileCols: values["compare-tile-cols"],
+    tileCols: tileColsArg(values["tile-cols"]),
     compareClsRows: values["compare-cls-rows"],
     packedWeights: packedMiB(values["packed-weights"]),
   };
+}
+
+/** `--tile-cols 16,8`: columns per invocation of the default texture tile, widest first (null when absent). */
+function tileColsArg(v: string | undefined): number[] | null {
+  if (v === undefined) return null;
+  const cols = v.split(",").map(Number);
+  if (!cols.length || cols.some((c) => !Number.isInteger(c) || c < 4 || c % 4)) {
+    throw new Error(`bench step: --tile-cols must list multiples of 4, widest first (e.g. 16,8), got "${v}"`);
+  }
+  return cols;
 }
 
 /** `--packed-weights MIB` in bytes (null when absent). */
@@ -345,6 +364,49 @@ async function torchBaselineWith(py: string, args: string[]): Promise<TorchResul
   return last as unknown as TorchResult;
 }
 
+/** Timings of {@link alternateSteps}: medians in ms of the two settings, their ratio, and whether losses agree. */
+interface Alternation {
+  first: string;
+  second: string;
+  ratio: string;
+  same: string;
+}
+
+/**
+ * Training steps alternating two settings of a kernel choice (`apply(true)`, then `apply(false)`), so that both
+ * see the same machine load; one untimed step of each first (pipeline compiles), `apply(true)` left in place at
+ * the end. lr 0 and the same dropout masks (streams from `stream0`) for both: the same computation done two ways,
+ * so the losses are compared bit for bit.
+ */
+async function alternateSteps(
+  model: RobertaModel,
+  input: LabelledInput,
+  steps: number,
+  stream0: number,
+  apply: (first: boolean) => void,
+): Promise<Alternation> {
+  const t: [number[], number[]] = [[], []];
+  const losses: [number[], number[]] = [[], []];
+  for (let i = 0; i <= steps; i++) {
+    for (const w of [0, 1] as const) {
+      apply(w === 0);
+      const t0 = performance.now();
+      losses[w].push(
+        await model.trainStep(input, { lr: 0, step: steps + 2 + i, dropoutStream: stream0 + i }),
+      );
+      if (i > 0) t[w].push((performance.now() - t0) / 1000);
+    }
+  }
+  apply(true);
+  const f = median(t[0]), g = median(t[1]);
+  return {
+    first: `${(f * 1000).toFixed(1)} ms`,
+    second: `${(g * 1000).toFixed(1)} ms`,
+    ratio: `${(g / f).toFixed(2)}x`,
+    same: losses[0].every((v, i) => Object.is(v, losses[1][i])) ? "identical" : "DIFFER",
+  };
+}
+
 /**
  * Runs the benchmark (see the module documentation) and prints one line per measurement.
  *
@@ -357,6 +419,7 @@ export async function run(args: string[]): Promise<void> {
   const a = parseStepArgs(args);
   if (a === null) return;
   gemmAutoOptions.batchedTexture = a.batchedTexture;
+  if (a.tileCols) gemmAutoOptions.tileCols = a.tileCols;
   let dir = a.model;
   if (dir === null) {
     dir = `runs/models/${a.preset}-seed0-labels2`;
@@ -537,33 +600,26 @@ export async function run(args: string[]): Promise<void> {
     });
     if (step) line("train step", step, flops.forward + flops.backward);
     if (a.compareTileRows && !a.forwardOnly) {
-      // Training steps alternating the texture tile's workgroup height (fitted to m, 8 high), so that both see the
-      // same machine load; one untimed step of each first (pipeline compiles). Same bits either way (same k
-      // order per output), so the loss is checked to be equal.
-      const t: Record<"fitted" | "tall", number[]> = { fitted: [], tall: [] };
-      const losses: Record<"fitted" | "tall", number[]> = { fitted: [], tall: [] };
-      for (let i = 0; i <= a.steps; i++) {
-        for (const which of ["fitted", "tall"] as const) {
-          gemmAutoOptions.fitTileRows = which === "fitted";
-          const t0 = performance.now();
-          // lr 0 and the same dropout masks for both: the same computation, tiled two ways.
-          losses[which].push(
-            await model.trainStep({ ...input, labels }, {
-              lr: 0,
-              step: a.steps + 2 + i,
-              dropoutStream: 1000 + i,
-            }),
-          );
-          if (i > 0) t[which].push((performance.now() - t0) / 1000);
-        }
-      }
-      gemmAutoOptions.fitTileRows = true;
-      const f = median(t.fitted), h = median(t.tall);
-      const same = losses.fitted.every((v, i) => Object.is(v, losses.tall[i]));
+      // The texture tile's workgroup height fitted to m (the default) against always 8 invocations high.
+      const r = await alternateSteps(model, { ...input, labels }, a.steps, 1000, (fitted) => {
+        gemmAutoOptions.fitTileRows = fitted;
+      });
       console.log(
-        `tile rows train step with workgroups fitted to each product's rows ${(f * 1000).toFixed(1)} ms, ` +
-          `8 invocations high ${(h * 1000).toFixed(1)} ms (${(h / f).toFixed(2)}x; alternating, median of ` +
-          `${a.steps}; losses ${same ? "identical" : "DIFFER"}; load ${loadAverage()})`,
+        `tile rows train step with workgroups fitted to each product's rows ${r.first}, 8 invocations high ` +
+          `${r.second} (${r.ratio}; alternating, median of ${a.steps}; losses ${r.same}; load ${loadAverage()})`,
+      );
+    }
+    if (a.compareTileCols && !a.forwardOnly) {
+      // The default texture tile with the run's columns per invocation against 8 columns everywhere.
+      const cols = [...gemmAutoOptions.tileCols];
+      const r = await alternateSteps(model, { ...input, labels }, a.steps, 3000, (wide) => {
+        gemmAutoOptions.tileCols = wide ? cols : [8];
+      });
+      console.log(
+        `tile cols train step with ${
+          cols.join(",")
+        } columns per invocation ${r.first}, 8 columns ${r.second} ` +
+          `(${r.ratio}; alternating, median of ${a.steps}; losses ${r.same}; load ${loadAverage()})`,
       );
     }
     if (a.compareClsRows) {

@@ -24,6 +24,7 @@ import type { Gpu } from "./device.ts";
 import { gemmBindingsWgsl } from "./gemm_bindings.ts";
 import type { Recorder } from "./recorder.ts";
 import {
+  fitTileCols,
   fitTileRows,
   gemmTexture,
   storeBlockWgsl,
@@ -139,18 +140,29 @@ export function autoTexturePath(isCpu: boolean, m: number, n: number, k: number,
 export const SMALL_BATCHED_TEXTURE_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
 
 /**
+ * Columns per invocation that the default texture tile takes, widest first, where they pad n by at most 1/16
+ * ({@link fitTileCols}): 16 for the projections (n = 384, 768, 1024, 1536, 3072, 4096 and attention scores at
+ * T = 128), 8 where a 128-column workgroup would pad (attention's context, n = 64). Measured on llvmpipe
+ * (bench/NOTES.md entry 38): 16 against 8 columns 1.13–1.2× on roberta-base's 1024-row projections; 32 columns
+ * gained a little more but compiled ~4 s per kernel variant (16: ~1 s, 8: ~0.4 s).
+ */
+export const TEXTURE_TILE_COLS: readonly number[] = [16, 8];
+
+/**
  * Switches of {@link gemm}'s kernel choices, for benchmarks that compare variants inside one program (e.g.
  * `deno task bench step --no-batched-texture`); library code leaves them at their defaults. `batchedTexture`:
  * whether `"auto"` may take the texture-fed kernel for batched products; `copyB`: whether it stages op(B) by a
  * copy and a re-layout kernel where the layout allows (entry 28); `copyA`: whether the texture-fed
  * kernel stages op(A) by `copyBufferToTexture` when its layout allows (bench/NOTES.md entry 17); `fitTileRows`:
- * whether the texture tile's workgroup height is fitted to m ({@link textureTileFor}, entry 36).
+ * whether the texture tile's workgroup height is fitted to m ({@link textureTileFor}, entry 36); `tileCols`: the
+ * columns per invocation the default texture tile may take, widest first ({@link fitTileCols}, entry 38).
  *
  * @example
  * ```ts
  * gemmAutoOptions.batchedTexture = false; // batched products (attention) back on the buffer-fed kernels
  * gemmAutoOptions.copyA = false; // op(A) always packed by the packing kernel, never copied into its texture
  * gemmAutoOptions.fitTileRows = false; // texture tiles keep their 8-invocation-high workgroups whatever m
+ * gemmAutoOptions.tileCols = [8]; // the default texture tile keeps 8 columns per invocation whatever n
  * ```
  */
 export const gemmAutoOptions: {
@@ -158,11 +170,13 @@ export const gemmAutoOptions: {
   copyA: boolean;
   copyB: boolean;
   fitTileRows: boolean;
+  tileCols: number[];
 } = {
   batchedTexture: true,
   copyA: true,
   copyB: true,
   fitTileRows: true,
+  tileCols: [...TEXTURE_TILE_COLS],
 };
 
 /**
@@ -176,7 +190,7 @@ export function textureTileFor(m: number, n: number, batches: number): TextureGe
     ? SMALL_BATCHED_TEXTURE_TILE
     : batches === 1 && n <= 16
     ? NARROW_TEXTURE_TILE
-    : TEXTURE_GEMM_TILE;
+    : fitTileCols(TEXTURE_GEMM_TILE, n, gemmAutoOptions.tileCols);
   return gemmAutoOptions.fitTileRows ? fitTileRows(base, m) : base;
 }
 

@@ -77,6 +77,37 @@ export function fitTileRows(tile: TextureGemmTile, m: number): TextureGemmTile {
 }
 
 /**
+ * `tile` with the widest of `cols` columns per invocation (widest first, each a multiple of 4) whose workgroups
+ * (wx·tn columns each) pad n by at most {@link TILE_ROW_WASTE}, or the one with the least padding when none does.
+ * A wider block loads each op(A) texel once for more columns: on llvmpipe the texel gathers, not the
+ * multiply-adds, bound the kernel, and the accumulators it spills stay in L1 (bench/NOTES.md entry 38: 16 columns
+ * against 8 gave 1.13–1.2× on roberta-base's projections). Narrow outputs that a wide workgroup would pad (n =
+ * 64: attention's context at d = 64) keep the narrower block. As with {@link fitTileRows}, each output's sum runs
+ * over k in the same order whatever the tile, so the results are the same bit for bit.
+ *
+ * @example
+ * ```ts
+ * fitTileCols(TEXTURE_GEMM_TILE, 768, [16, 8]); // { wx: 8, wy: 8, tm: 16, tn: 16 }: 6 workgroups of 128 columns
+ * fitTileCols(TEXTURE_GEMM_TILE, 64, [16, 8]); // { wx: 8, wy: 8, tm: 16, tn: 8 }: one of 64, not half of 128
+ * ```
+ */
+export function fitTileCols(tile: TextureGemmTile, n: number, cols: readonly number[]): TextureGemmTile {
+  if (!cols.length || cols.some((tn) => !Number.isInteger(tn) || tn < 4 || tn % 4)) {
+    throw new Error(`fitTileCols: cols ${JSON.stringify(cols)} must be positive multiples of 4`);
+  }
+  const padded = (tn: number) => Math.ceil(n / (tile.wx * tn)) * tile.wx * tn;
+  let best = cols[0];
+  for (const tn of cols) {
+    if (padded(tn) <= n * (1 + TILE_ROW_WASTE)) {
+      best = tn;
+      break;
+    }
+    if (padded(tn) < padded(best)) best = tn;
+  }
+  return best === tile.tn ? tile : { ...tile, tn: best };
+}
+
+/**
  * A strided view of one row-major operand: element (r, p) of the R × K matrix of batch element z is at
  * off + floor(z/inner)·bs[0] + (z%inner)·bs[1] + r·rs + p·ps.
  */

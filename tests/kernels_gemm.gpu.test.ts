@@ -17,14 +17,18 @@ import {
   autoTexturePath,
   gemm,
   type GemmArgs,
+  gemmAutoOptions,
   type GemmTile,
   GPU_GEMM_TILE,
   NARROW_TEXTURE_TILE,
   SMALL_BATCHED_TEXTURE_TILE,
+  TEXTURE_TILE_COLS,
+  textureTileFor,
 } from "../kernels/gemm.ts";
 import {
   canCopyOperand,
   copyModeB,
+  fitTileCols,
   fitTileRows,
   type PackedOperand,
   TEXTURE_GEMM_TILE,
@@ -51,6 +55,8 @@ type Case = GemmRefArgs & {
   kernels?: string;
   /** The workgroup height (wy) of the texture-fed GEMM the call must run. */
   textureWy?: number;
+  /** The columns per invocation (tn) of the texture-fed GEMM the call must run. */
+  textureTn?: number;
 };
 
 /** Elements one operand spans for all batch elements (plus slack). */
@@ -89,9 +95,9 @@ async function runCase(c: Case, seed: number): Promise<Float32Array> {
   const bufA = gpu.upload(a, "A"), bufB = gpu.upload(b, "B"), bufC = gpu.upload(c0, "C");
   const bufBias = bias ? gpu.upload(bias, "bias") : undefined;
   const rec = new Recorder(gpu);
-  const { dispatches, kernels, textureWy, ...shape } = c;
+  const { dispatches, kernels, textureWy, textureTn, ...shape } = c;
   const ran: string[] = [];
-  if (kernels !== undefined || textureWy !== undefined) {
+  if (kernels !== undefined || textureWy !== undefined || textureTn !== undefined) {
     rec.observer = {
       onDispatch: (d) => void ran.push(d.pipeline.label),
       beforeFinish: () => {},
@@ -112,6 +118,14 @@ async function runCase(c: Case, seed: number): Promise<Float32Array> {
     deepStrictEqual(
       tex.map((l) => l.split(":")[2]),
       [`wy${textureWy}`],
+      `texture tile of ${JSON.stringify(c)}`,
+    );
+  }
+  if (textureTn !== undefined) {
+    const tex = ran.filter((l) => l.startsWith("gemm-tex:"));
+    deepStrictEqual(
+      tex.map((l) => l.split(":")[4]),
+      [`tn${textureTn}`],
       `texture tile of ${JSON.stringify(c)}`,
     );
   }
@@ -421,6 +435,65 @@ Deno.test("gemm: the texture tile's workgroup height is fitted to m, with the sa
     const a = bits(fitted), b = bits(forced);
     const diff = a.findIndex((v, i) => v !== b[i]);
     strictEqual(diff, -1, `${JSON.stringify(c)}: element ${diff} differs between wy ${wy} and ${tall.wy}`);
+  }
+});
+
+Deno.test("gemm: the texture tile's columns per invocation are fitted to n, with the same bits as 8 columns", async () => {
+  // fitTileCols: the widest of the listed tn padding n by at most 1/16, else the least padding (wider on ties).
+  const cols16 = [16, 8];
+  for (
+    const [n, tn] of [[768, 16], [3072, 16], [384, 16], [128, 16], [120, 16], [250, 16], [64, 8], [136, 8]]
+  ) {
+    strictEqual(fitTileCols(TEXTURE_GEMM_TILE, n, cols16).tn, tn, `n ${n}`);
+  }
+  strictEqual(
+    fitTileCols(TEXTURE_GEMM_TILE, 70, cols16).tn,
+    16,
+    "n 70: both pad to 128 columns, the wider wins",
+  );
+  strictEqual(fitTileCols(TEXTURE_GEMM_TILE, 384, [32, 16, 8]).tn, 16, "384 = 1.5 blocks of 256 columns");
+  strictEqual(fitTileCols(TEXTURE_GEMM_TILE, 768, [32, 16, 8]).tn, 32);
+  ok(fitTileCols(TEXTURE_GEMM_TILE, 64, cols16) === TEXTURE_GEMM_TILE, "a tile that fits is returned as is");
+  throws(() => fitTileCols(TEXTURE_GEMM_TILE, 64, [6]), /multiples of 4/);
+  throws(() => fitTileCols(TEXTURE_GEMM_TILE, 64, []), /multiples of 4/);
+  // The default: 16 columns for the projections, 8 for attention's context (n = d = 64), as gemm takes them.
+  deepStrictEqual([...TEXTURE_TILE_COLS], [16, 8]);
+  deepStrictEqual(textureTileFor(1024, 768, 1), { ...TEXTURE_GEMM_TILE, tn: 16 });
+  deepStrictEqual(textureTileFor(128, 64, 96), TEXTURE_GEMM_TILE);
+  deepStrictEqual(textureTileFor(128, 128, 96), { ...TEXTURE_GEMM_TILE, tn: 16 });
+  deepStrictEqual(textureTileFor(1024, 8, 1), NARROW_TEXTURE_TILE);
+  deepStrictEqual(textureTileFor(52, 52, 24), { ...SMALL_BATCHED_TEXTURE_TILE, wy: 1 });
+  const saved = gemmAutoOptions.tileCols;
+  try {
+    gemmAutoOptions.tileCols = [8];
+    deepStrictEqual(textureTileFor(1024, 768, 1), TEXTURE_GEMM_TILE);
+  } finally {
+    gemmAutoOptions.tileCols = saved;
+  }
+
+  // The wide tile runs where gemm takes it (ragged n and k inside the last block, bias, accumulate, transposes,
+  // batching), is right against the reference, and gives the bits of the 8-column tile forced on the inputs.
+  const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+  let seed = 2500;
+  const pair = (a: number): [number, number] => [3 * a, a];
+  const batch = { batch: [2, 3] as [number, number], strideA: pair(70 * 37), strideB: pair(120 * 37) };
+  const cases: [Case, number, number][] = [
+    [{ m: 100, n: 250, k: 37, transB: true }, 16, 1],
+    [{ m: 256, n: 127, k: 61, transB: true, bias: true }, 16, 8],
+    [{ m: 96, n: 130, k: 45, transA: true, accumulate: true, alpha: 0.5 }, 8, 2],
+    [{ m: 70, n: 120, k: 37, transB: true, ...batch, strideC: pair(70 * 120) }, 16, 1],
+    [{ m: 100, n: 64, k: 33 }, 8, 1],
+  ];
+  for (const [c, tn, wy] of cases) {
+    seed += 10;
+    const fitted = await runCase({ ...c, path: "texture", textureTn: tn, textureWy: wy }, seed);
+    const narrow = await runCase(
+      { ...c, path: "texture", textureTile: { ...TEXTURE_GEMM_TILE, wy }, textureTn: 8, textureWy: wy },
+      seed,
+    );
+    const a = bits(fitted), b = bits(narrow);
+    const diff = a.findIndex((v, i) => v !== b[i]);
+    strictEqual(diff, -1, `${JSON.stringify(c)}: element ${diff} differs between tn ${tn} and 8`);
   }
 });
 
