@@ -101,6 +101,8 @@ interface BaselineRates {
   /** "numpy" or "torch-cuda". */
   label: string;
   rates: Map<string, number>;
+  /** The BLAS library the baseline ran on (numpy: the one its process loaded; "cuBLAS" for torch). */
+  blas: string;
 }
 
 /**
@@ -131,11 +133,13 @@ async function baselineRates(isCpu: boolean, reps: number, inner: number): Promi
       continue;
     }
     const rates = new Map<string, number>();
+    let blas = "unknown";
     for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
-      const r = JSON.parse(line) as { shape: number[]; gflops: number };
+      const r = JSON.parse(line) as { shape: number[]; gflops: number; blas?: string };
       rates.set(r.shape.join(","), r.gflops);
+      blas = r.blas ?? blas;
     }
-    return { label: backend, rates };
+    return { label: backend, rates, blas };
   }
   const hint = isCpu ? "apt-get install python3-numpy" : "a Python whose torch sees the CUDA card";
   return `${backend}: skipped (${reasons.join("; ")}; ${hint})`;
@@ -298,6 +302,14 @@ export async function run(args: string[]): Promise<void> {
     ? "baseline: skipped (--no-baseline)"
     : await baselineRates(gpu.isCpu, reps, innerReps);
   if (typeof base === "string") console.log(base);
+  else {
+    // Debian's python3-numpy alone runs the reference BLAS (~4 GFLOP/s): not a baseline anyone would use.
+    const reference = /^libblas\.so/.test(base.blas);
+    console.log(
+      `baseline: ${base.label} through ${base.blas}` +
+        (reference ? " (the reference BLAS, not OpenBLAS: apt-get install libopenblas0-pthread)" : ""),
+    );
+  }
   const rec = new Recorder(gpu);
   for (const [m, k, n] of SHAPES) {
     const xh = pattern(m * k, 1000), wh = pattern(n * k, 997);

@@ -4,12 +4,29 @@ usage: gemm_baseline.py numpy|torch-cuda REPS INNER M,K,N [M,K,N ...]
 For each shape, times y = x @ w.T with x [M, K] and w [N, K] (float32): one warm-up, then REPS timings of INNER
 back-to-back products each (torch-cuda synchronises before and after each timing; TF32 is switched off, so the
 products are true fp32), and prints one JSON object per line:
-{"shape": [M, K, N], "median_s": seconds per product, "gflops": ..., "backend": ..., "device": ...}.
+{"shape": [M, K, N], "median_s": seconds per product, "gflops": ..., "backend": ..., "device": ..., "blas": ...}.
+"blas" names the BLAS library numpy's process has loaded (from /proc/self/maps, after the first product): Debian's
+python3-numpy without libopenblas0-pthread runs the reference BLAS (libblas.so.3, ~4 GFLOP/s), which no one would
+use as a baseline, so bench/gemm.ts warns when it sees that.
 Exits 3 with a message when the backend is unavailable (numpy or torch not importable, no CUDA device).
 """
 import json
 import sys
 import time
+
+
+def loaded_blas() -> str:
+    """File name of the BLAS/LAPACK-providing library mapped into this process, or "unknown"."""
+    try:
+        with open("/proc/self/maps") as f:
+            names = {line.split()[-1].rsplit("/", 1)[-1] for line in f if "/" in line}
+    except OSError:
+        return "unknown"
+    for key in ("openblas", "mkl", "blis", "libblas", "accelerate"):
+        hits = sorted(n for n in names if key in n.lower())
+        if hits:
+            return hits[0]
+    return "unknown"
 
 
 def main() -> None:
@@ -35,6 +52,7 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
         sync = torch.cuda.synchronize
         device = torch.cuda.get_device_name(0)
+    blas = "cuBLAS" if backend == "torch-cuda" else None
     for spec in sys.argv[4:]:
         m, k, n = (int(v) for v in spec.split(","))
         x = (np.arange(m * k, dtype=np.float32).reshape(m, k) % 1000) / 1000 - 0.5
@@ -43,6 +61,8 @@ def main() -> None:
             x, w = torch.from_numpy(x).cuda(), torch.from_numpy(w).cuda()
         y = x @ w.T  # warm-up
         sync()
+        if blas is None:
+            blas = loaded_blas()
         times = []
         for _ in range(reps):
             t0 = time.perf_counter()
@@ -53,7 +73,7 @@ def main() -> None:
         assert tuple(y.shape) == (m, n)
         med = sorted(times)[len(times) // 2]
         print(json.dumps({"shape": [m, k, n], "median_s": med, "gflops": 2 * m * n * k / med / 1e9,
-                          "backend": backend, "device": device}), flush=True)
+                          "backend": backend, "device": device, "blas": blas}), flush=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@
  * alternates forward passes and training steps whose last layer computes the [CLS] rows alone (the default) or
  * every position (`RobertaModel.lastLayerAllRows`; bench/NOTES.md entry 37). `--tile-cols 16,8` sets the
  * columns per invocation the default texture tile may take, widest first (`gemmAutoOptions.tileCols`), and
- * `--compare-tile-cols` alternates training steps with those against 8 columns everywhere (entry 38).
+ * `--compare-tile-cols` alternates training steps with those against 8 columns everywhere (entry 40).
  *
  * Then (unless `--no-torch`) the PyTorch float32 baseline `bench/torch_step.py` runs as a subprocess with the
  * same preset, batch, sequence length, targets, rank and step count on the same machine, and the ratios

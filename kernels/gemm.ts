@@ -143,8 +143,9 @@ export const SMALL_BATCHED_TEXTURE_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 4
  * Columns per invocation that the default texture tile takes, widest first, where they pad n by at most 1/16
  * ({@link fitTileCols}): 16 for the projections (n = 384, 768, 1024, 1536, 3072, 4096 and attention scores at
  * T = 128), 8 where a 128-column workgroup would pad (attention's context, n = 64). Measured on llvmpipe
- * (bench/NOTES.md entry 38): 16 against 8 columns 1.13–1.2× on roberta-base's 1024-row projections; 32 columns
- * gained a little more but compiled ~4 s per kernel variant (16: ~1 s, 8: ~0.4 s).
+ * (bench/NOTES.md entry 40): 16 against 8 columns 1.14–1.23× on roberta-base's 1024-row projections and 1.23×
+ * on its training step; 32 columns gained ~8 % more on the step but compiled ~4 s per kernel variant (16: ~1 s,
+ * 8: ~0.4 s) and raised the step's peak memory past 1.5× the bytes it holds.
  */
 export const TEXTURE_TILE_COLS: readonly number[] = [16, 8];
 
@@ -155,7 +156,7 @@ export const TEXTURE_TILE_COLS: readonly number[] = [16, 8];
  * copy and a re-layout kernel where the layout allows (entry 28); `copyA`: whether the texture-fed
  * kernel stages op(A) by `copyBufferToTexture` when its layout allows (bench/NOTES.md entry 17); `fitTileRows`:
  * whether the texture tile's workgroup height is fitted to m ({@link textureTileFor}, entry 36); `tileCols`: the
- * columns per invocation the default texture tile may take, widest first ({@link fitTileCols}, entry 38).
+ * columns per invocation the default texture tile may take, widest first ({@link fitTileCols}, entry 40).
  *
  * @example
  * ```ts

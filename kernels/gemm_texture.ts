@@ -80,8 +80,8 @@ export function fitTileRows(tile: TextureGemmTile, m: number): TextureGemmTile {
  * `tile` with the widest of `cols` columns per invocation (widest first, each a multiple of 4) whose workgroups
  * (wx·tn columns each) pad n by at most {@link TILE_ROW_WASTE}, or the one with the least padding when none does.
  * A wider block loads each op(A) texel once for more columns: on llvmpipe the texel gathers, not the
- * multiply-adds, bound the kernel, and the accumulators it spills stay in L1 (bench/NOTES.md entry 38: 16 columns
- * against 8 gave 1.13–1.2× on roberta-base's projections). Narrow outputs that a wide workgroup would pad (n =
+ * multiply-adds, bound the kernel, and the accumulators it spills stay in L1 (bench/NOTES.md entry 40: 16 columns
+ * against 8 gave 1.14–1.23× on roberta-base's projections). Narrow outputs that a wide workgroup would pad (n =
  * 64: attention's context at d = 64) keep the narrower block. As with {@link fitTileRows}, each output's sum runs
  * over k in the same order whatever the tile, so the results are the same bit for bit.
  *
