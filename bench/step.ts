@@ -615,10 +615,9 @@ export async function run(args: string[]): Promise<void> {
       const r = await alternateSteps(model, { ...input, labels }, a.steps, 3000, (wide) => {
         gemmAutoOptions.tileCols = wide ? cols : [8];
       });
+      const listed = cols.join(",");
       console.log(
-        `tile cols train step with ${
-          cols.join(",")
-        } columns per invocation ${r.first}, 8 columns ${r.second} ` +
+        `tile cols train step with ${listed} columns per invocation ${r.first}, 8 columns ${r.second} ` +
           `(${r.ratio}; alternating, median of ${a.steps}; losses ${r.same}; load ${loadAverage()})`,
       );
     }
