@@ -113,20 +113,14 @@ async function runCase(c: Case, seed: number): Promise<Float32Array> {
   if (kernels !== undefined) {
     strictEqual(ran.map((l) => l.split(":")[0]).join(","), kernels, `kernels of ${JSON.stringify(c)}`);
   }
-  if (textureWy !== undefined) {
-    const tex = ran.filter((l) => l.startsWith("gemm-tex:"));
+  // The texture GEMM's pipeline label is gemm-tex:wx…:wy…:tm…:tn…: check the fields the case names.
+  const tex = ran.filter((l) => l.startsWith("gemm-tex:"));
+  for (const [want, at, name] of [[textureWy, 2, "wy"], [textureTn, 4, "tn"]] as const) {
+    if (want === undefined) continue;
     deepStrictEqual(
-      tex.map((l) => l.split(":")[2]),
-      [`wy${textureWy}`],
-      `texture tile of ${JSON.stringify(c)}`,
-    );
-  }
-  if (textureTn !== undefined) {
-    const tex = ran.filter((l) => l.startsWith("gemm-tex:"));
-    deepStrictEqual(
-      tex.map((l) => l.split(":")[4]),
-      [`tn${textureTn}`],
-      `texture tile of ${JSON.stringify(c)}`,
+      tex.map((l) => l.split(":")[at]),
+      [`${name}${want}`],
+      `texture ${name} of ${JSON.stringify(c)}`,
     );
   }
   const gotAddr: number[] = [], wantAddr: number[] = [];
