@@ -103,6 +103,8 @@ interface BaselineRates {
   rates: Map<string, number>;
   /** The BLAS library the baseline ran on (numpy: the one its process loaded; "cuBLAS" for torch). */
   blas: string;
+  /** numpy ran on Debian's reference BLAS (not a fair baseline). */
+  blasReference: boolean;
 }
 
 /**
@@ -133,13 +135,19 @@ async function baselineRates(isCpu: boolean, reps: number, inner: number): Promi
       continue;
     }
     const rates = new Map<string, number>();
-    let blas = "unknown";
+    let blas = "unknown", blasReference = false;
     for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
-      const r = JSON.parse(line) as { shape: number[]; gflops: number; blas?: string };
+      const r = JSON.parse(line) as {
+        shape: number[];
+        gflops: number;
+        blas?: string;
+        blas_reference?: boolean;
+      };
       rates.set(r.shape.join(","), r.gflops);
       blas = r.blas ?? blas;
+      blasReference = r.blas_reference ?? blasReference;
     }
-    return { label: backend, rates, blas };
+    return { label: backend, rates, blas, blasReference };
   }
   const hint = isCpu ? "apt-get install python3-numpy" : "a Python whose torch sees the CUDA card";
   return `${backend}: skipped (${reasons.join("; ")}; ${hint})`;
@@ -275,14 +283,13 @@ export async function run(args: string[]): Promise<void> {
   }
   const ofPeak = (gflops: number) => peak === null ? "" : ` (${(100 * gflops / peak).toFixed(1)} % of peak)`;
   const tile = gemmTileFor(gpu);
+  const texCols = gemmAutoOptions.tileCols.join(" or ");
   console.log(`adapter: ${gpu.describe()}`);
   console.log(
     `gemm tile: ${tile.wx}x${tile.wy} invocations, ${tile.tm}x${tile.tn ?? 4} outputs each (vec4 kernel; ` +
       `${tile.tm}x4 in the scalar one); texture kernel ${TEXTURE_GEMM_TILE.wx}x${TEXTURE_GEMM_TILE.wy} ` +
-      `invocations, ${TEXTURE_GEMM_TILE.tm}x(${
-        gemmAutoOptions.tileCols.join(" or ")
-      }) outputs each (the widest ` +
-      `that fits n); shapes are M×K×N of y = x·Wᵀ ` +
+      `invocations, ${TEXTURE_GEMM_TILE.tm}x(${texCols}) outputs each (the widest that fits n); ` +
+      `shapes are M×K×N of y = x·Wᵀ ` +
       `(x [M,K], W [N,K], transB); median of ${reps} after a warm-up, ${innerReps} product(s) per submit` +
       (peak === null ? "" : `; fp32 peak given: ${peak} GFLOP/s`),
   );
@@ -304,10 +311,11 @@ export async function run(args: string[]): Promise<void> {
   if (typeof base === "string") console.log(base);
   else {
     // Debian's python3-numpy alone runs the reference BLAS (~4 GFLOP/s): not a baseline anyone would use.
-    const reference = /^libblas\.so/.test(base.blas);
     console.log(
       `baseline: ${base.label} through ${base.blas}` +
-        (reference ? " (the reference BLAS, not OpenBLAS: apt-get install libopenblas0-pthread)" : ""),
+        (base.blasReference
+          ? " (the reference BLAS, not OpenBLAS: apt-get install libopenblas0-pthread)"
+          : ""),
     );
   }
   const rec = new Recorder(gpu);

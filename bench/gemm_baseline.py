@@ -4,10 +4,12 @@ usage: gemm_baseline.py numpy|torch-cuda REPS INNER M,K,N [M,K,N ...]
 For each shape, times y = x @ w.T with x [M, K] and w [N, K] (float32): one warm-up, then REPS timings of INNER
 back-to-back products each (torch-cuda synchronises before and after each timing; TF32 is switched off, so the
 products are true fp32), and prints one JSON object per line:
-{"shape": [M, K, N], "median_s": seconds per product, "gflops": ..., "backend": ..., "device": ..., "blas": ...}.
-"blas" names the BLAS library numpy's process has loaded (from /proc/self/maps, after the first product): Debian's
-python3-numpy without libopenblas0-pthread runs the reference BLAS (libblas.so.3, ~4 GFLOP/s), which no one would
-use as a baseline, so bench/gemm.ts warns when it sees that.
+{"shape": [M, K, N], "median_s": seconds per product, "gflops": ..., "backend": ..., "device": ..., "blas": ...,
+"blas_reference": ...}. "blas" names the BLAS library numpy ran on (from /proc/self/maps after the first product:
+the libblas.so.3 that Debian's alternatives chose, with its folder, else a bundled OpenBLAS/MKL/BLIS);
+"blas_reference" is true for Debian's reference BLAS (`.../blas/libblas.so.3`, ~4 GFLOP/s), which python3-numpy
+runs when libopenblas0-pthread is absent or not selected, and which no one would use as a baseline: bench/gemm.ts
+warns then.
 Exits 3 with a message when the backend is unavailable (numpy or torch not importable, no CUDA device).
 """
 import json
@@ -15,18 +17,28 @@ import sys
 import time
 
 
-def loaded_blas() -> str:
-    """File name of the BLAS/LAPACK-providing library mapped into this process, or "unknown"."""
+def loaded_blas() -> tuple[str, bool]:
+    """The BLAS this process computes with, as "folder/file", and whether it is Debian's reference BLAS.
+
+    Debian's numpy calls libblas.so.3 (or libcblas.so.3), which its alternatives point at the reference BLAS
+    (/usr/lib/<triplet>/blas/) or an optimised one (e.g. openblas-pthread/); other libraries can be mapped too
+    (LAPACK from OpenBLAS pulls in libopenblas even when BLAS is the reference one), so libblas comes first.
+    Wheels from PyPI bundle their own OpenBLAS (no libblas.so.3)."""
     try:
         with open("/proc/self/maps") as f:
-            names = {line.split()[-1].rsplit("/", 1)[-1] for line in f if "/" in line}
+            paths = {line.split()[-1] for line in f if "/" in line}
     except OSError:
-        return "unknown"
-    for key in ("openblas", "mkl", "blis", "libblas", "accelerate"):
-        hits = sorted(n for n in names if key in n.lower())
+        return "unknown", False
+    short = lambda p: "/".join(p.rsplit("/", 2)[-2:])  # noqa: E731
+    for prefix in ("libblas.so", "libcblas.so"):
+        hits = sorted(p for p in paths if p.rsplit("/", 1)[-1].startswith(prefix))
         if hits:
-            return hits[0]
-    return "unknown"
+            return short(hits[0]), hits[0].rsplit("/", 2)[-2] == "blas"
+    for key in ("openblas", "mkl", "blis", "accelerate"):
+        hits = sorted(p for p in paths if key in p.rsplit("/", 1)[-1].lower())
+        if hits:
+            return short(hits[0]), False
+    return "unknown", False
 
 
 def main() -> None:
@@ -52,7 +64,7 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
         sync = torch.cuda.synchronize
         device = torch.cuda.get_device_name(0)
-    blas = "cuBLAS" if backend == "torch-cuda" else None
+    blas, reference = ("cuBLAS", False) if backend == "torch-cuda" else (None, False)
     for spec in sys.argv[4:]:
         m, k, n = (int(v) for v in spec.split(","))
         x = (np.arange(m * k, dtype=np.float32).reshape(m, k) % 1000) / 1000 - 0.5
@@ -62,7 +74,7 @@ def main() -> None:
         y = x @ w.T  # warm-up
         sync()
         if blas is None:
-            blas = loaded_blas()
+            blas, reference = loaded_blas()
         times = []
         for _ in range(reps):
             t0 = time.perf_counter()
@@ -73,7 +85,8 @@ def main() -> None:
         assert tuple(y.shape) == (m, n)
         med = sorted(times)[len(times) // 2]
         print(json.dumps({"shape": [m, k, n], "median_s": med, "gflops": 2 * m * n * k / med / 1e9,
-                          "backend": backend, "device": device, "blas": blas}), flush=True)
+                          "backend": backend, "device": device, "blas": blas,
+                          "blas_reference": reference}), flush=True)
 
 
 if __name__ == "__main__":

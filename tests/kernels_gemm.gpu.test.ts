@@ -466,7 +466,8 @@ Deno.test("gemm: the texture tile's columns per invocation are fitted to n, with
   }
 
   // The wide tile runs where gemm takes it (ragged n and k inside the last block, bias, accumulate, transposes,
-  // batching), is right against the reference, and gives the bits of the 8-column tile forced on the inputs.
+  // batching), is right against the reference, and gives the bits of the 8-column tile forced on the inputs;
+  // where 8 columns are chosen (n that a 128-column workgroup would pad), the choice and the reference are checked.
   const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
   let seed = 2500;
   const pair = (a: number): [number, number] => [3 * a, a];
@@ -481,6 +482,7 @@ Deno.test("gemm: the texture tile's columns per invocation are fitted to n, with
   for (const [c, tn, wy] of cases) {
     seed += 10;
     const fitted = await runCase({ ...c, path: "texture", textureTn: tn, textureWy: wy }, seed);
+    if (tn === 8) continue;
     const narrow = await runCase(
       { ...c, path: "texture", textureTile: { ...TEXTURE_GEMM_TILE, wy }, textureTn: 8, textureWy: wy },
       seed,
