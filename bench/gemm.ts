@@ -19,7 +19,19 @@ import { Recorder } from "../kernels/recorder.ts";
 import { autoTexturePath, gemm, gemmAutoOptions, gemmTileFor } from "../kernels/gemm.ts";
 import { TEXTURE_GEMM_TILE } from "../kernels/gemm_texture.ts";
 import { LORA_SPLIT_COLS, LORA_SPLIT_ROWS, loraBackward, loraForward } from "../kernels/lora.ts";
-import { LARGE_SHARED_GEMM_TILE } from "../kernels/gemm_shared.ts";
+import {
+  BLOCKED_SHARED_GEMM_TILE,
+  BLOCKED_SMALL_SHARED_GEMM_TILE,
+  LARGE_SHARED_GEMM_TILE,
+  type SharedGemmTile,
+} from "../kernels/gemm_shared.ts";
+
+/** Workgroup-memory tiles that `bench gemm` times beside "auto" on GPU adapters. */
+const SHARED_VARIANTS: [string, SharedGemmTile][] = [
+  ["shared 128×128", LARGE_SHARED_GEMM_TILE],
+  ["blocked 128×128", BLOCKED_SHARED_GEMM_TILE],
+  ["blocked 64×64", BLOCKED_SMALL_SHARED_GEMM_TILE],
+];
 
 /** Shapes as [M, K, N] of y[M, N] = x[M, K] · W[N, K]ᵀ. */
 const SHAPES: [number, number, number][] = [
@@ -335,33 +347,25 @@ export async function run(args: string[]): Promise<void> {
         () => gemm(rec, { a: x, b: w, c: y, m, n, k, transB: true, path }),
       );
     }
-    const large = gpu.isCpu ? null : await timeGpu(
-      gpu.device,
-      rec,
-      reps,
-      () =>
-        gemm(rec, {
-          a: x,
-          b: w,
-          c: y,
-          m,
-          n,
-          k,
-          transB: true,
-          path: "shared",
-          sharedTile: LARGE_SHARED_GEMM_TILE,
-        }),
-    );
+    // GPU adapters: the other workgroup-memory tiles, the strided 128 × 128 and the blocked kernel (entry 45).
+    const extra: [string, number][] = [];
+    for (const [name, sharedTile] of gpu.isCpu ? [] : SHARED_VARIANTS) {
+      const t = await timeGpu(
+        gpu.device,
+        rec,
+        reps,
+        () => gemm(rec, { a: x, b: w, c: y, m, n, k, transB: true, path: "shared", sharedTile }),
+      );
+      extra.push([name, t]);
+    }
     const sec = times.auto, rate = flops / sec / 1e9;
     let line = `gemm ${m}×${k}×${n}: buffer ${ms(times.buffer)} ms, ${
       (flops / times.buffer / 1e9).toFixed(2)
     } GFLOP/s${ofPeak(flops / times.buffer / 1e9)} | auto (${autoPath(gpu.isCpu, m, n, k)}) ${ms(sec)} ms, ${
       rate.toFixed(2)
     } GFLOP/s${ofPeak(rate)}`;
-    if (large !== null) {
-      line += ` | shared 128×128 ${ms(large)} ms, ${(flops / large / 1e9).toFixed(2)} GFLOP/s${
-        ofPeak(flops / large / 1e9)
-      }`;
+    for (const [name, t] of extra) {
+      line += ` | ${name} ${ms(t)} ms, ${(flops / t / 1e9).toFixed(2)} GFLOP/s${ofPeak(flops / t / 1e9)}`;
     }
     if (!flag("--no-ts")) {
       // A block of rows worth ~5e7 FLOP keeps the loop under a second; the full shape would take minutes.

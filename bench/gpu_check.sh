@@ -1,5 +1,5 @@
 #!/bin/bash
-# The real-GPU checks of bench/NOTES.md entries 25–27 (and of 30 and 32, made for GPUs since) in one command, for a machine with a GPU (run from the
+# The real-GPU checks of bench/NOTES.md entries 25–27 (and of 30, 32 and 45, made for GPUs since) in one command, for a machine with a GPU (run from the
 # repository root; `deno` on the PATH, the Vulkan loader and the GPU's driver installed, PyTorch with CUDA for
 # the baselines). Usage: bash bench/gpu_check.sh OUT_DIR [PEAK_GFLOPS]
 #   OUT_DIR      where the logs go: adapter.txt, lora.txt, gemm.txt, step_base.txt, profile.txt (+ profile/),
@@ -24,7 +24,8 @@ timeout 60 deno task bench gemm --lora-only --reps 10 2>&1 | tee "$out/lora.txt"
 part "bench gemm"
 timeout 150 deno task bench gemm --reps 10 --no-ts ${peak:+--peak-gflops "$peak"} 2>&1 | tee "$out/gemm.txt"
 part "bench step (base, B8 x T128, vs torch on CUDA)"
-timeout 200 deno task bench step --preset base --batch 8 --seq 128 --steps 5 2>&1 | tee "$out/step_base.txt"
+timeout 200 deno task bench step --preset base --batch 8 --seq 128 --steps 5 --compare-shared-tile 2>&1 |
+  tee "$out/step_base.txt"
 part profile
 timeout 90 deno task profile --preset base --batch 8 --seq 128 --steps 3 --out "$out/profile" 2>&1 |
   head -40 | tee "$out/profile.txt"

@@ -2,7 +2,7 @@
  * `deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N]
  * [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] [--no-batched-texture]
  * [--forward-only] [--packed-weights MIB] [--compare-batched-texture] [--compare-tile-rows] [--tile-cols 16,8]
- * [--compare-tile-cols] [--compare-cls-rows]`: wall time of one RoBERTa forward pass (evaluation) and of one
+ * [--compare-tile-cols] [--compare-cls-rows] [--compare-shared-tile]`: wall time of one RoBERTa forward pass (evaluation) and of one
  * training step (forward with dropout, loss, backward, AdamW) on the WebGPU device, with
  * tokens/s, achieved GFLOP/s, submits and dispatches per step, host encoding time, and peak memory (process RSS
  * against the bytes the model must hold).
@@ -30,6 +30,8 @@
  * every position (`RobertaModel.lastLayerAllRows`; bench/NOTES.md entry 37). `--tile-cols 16,8` sets the
  * columns per invocation the default texture tile may take, widest first (`gemmAutoOptions.tileCols`), and
  * `--compare-tile-cols` alternates training steps with those against 8 columns everywhere (entry 40).
+ * `--compare-shared-tile` (GPU adapters) alternates training steps on the blocked workgroup-memory GEMM
+ * (`BLOCKED_SHARED_GEMM_TILE`) against the default strided one (`gemmAutoOptions.sharedTile`; entry 45).
  *
  * Then (unless `--no-torch`) the PyTorch float32 baseline `bench/torch_step.py` runs as a subprocess with the
  * same preset, batch, sequence length, targets, rank and step count on the same machine, and the ratios
@@ -70,6 +72,7 @@ import { PRESET_NAMES, type PresetName } from "../model/presets.ts";
 import { type LabelledInput, RobertaModel } from "../model/roberta.ts";
 import { makeModel } from "../tasks/make_model.ts";
 import { gemmAutoOptions } from "../kernels/gemm.ts";
+import { BLOCKED_SHARED_GEMM_TILE } from "../kernels/gemm_shared.ts";
 
 /** Shape of one benchmarked step, as needed by {@link stepFlops}. */
 export interface StepShape {
@@ -175,6 +178,7 @@ interface StepArgs {
   /** `gemmAutoOptions.tileCols` for the run (`--tile-cols`); null = the default. */
   tileCols: number[] | null;
   compareClsRows: boolean;
+  compareSharedTile: boolean;
   /** Bytes for packed frozen weights (`LoadOptions.packedWeightBudget`); null = the model's default. */
   packedWeights: number | null;
 }
@@ -196,6 +200,7 @@ const STEP_OPTIONS = {
   "compare-tile-cols": { type: "boolean", default: false },
   "tile-cols": { type: "string" },
   "compare-cls-rows": { type: "boolean", default: false },
+  "compare-shared-tile": { type: "boolean", default: false },
   "packed-weights": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -204,7 +209,7 @@ const STEP_USAGE =
   "usage: deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] " +
   "[--steps N] [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] " +
   "[--no-batched-texture] [--forward-only] [--packed-weights MIB] [--compare-batched-texture] " +
-  "[--compare-tile-rows] [--tile-cols 16,8] [--compare-tile-cols] [--compare-cls-rows] (see bench/step.ts)";
+  "[--compare-tile-rows] [--tile-cols 16,8] [--compare-tile-cols] [--compare-cls-rows] [--compare-shared-tile] (see bench/step.ts)";
 
 function parseStepArgs(args: string[]): StepArgs | null {
   let parsed;
@@ -251,6 +256,7 @@ function parseStepArgs(args: string[]): StepArgs | null {
     compareTileCols: values["compare-tile-cols"],
     tileCols: tileColsArg(values["tile-cols"]),
     compareClsRows: values["compare-cls-rows"],
+    compareSharedTile: values["compare-shared-tile"],
     packedWeights: packedMiB(values["packed-weights"]),
   };
 }
@@ -620,6 +626,25 @@ export async function run(args: string[]): Promise<void> {
         `tile cols train step with ${listed} columns per invocation ${r.first}, 8 columns ${r.second} ` +
           `(${r.ratio}; alternating, median of ${a.steps}; losses ${r.same}; load ${loadAverage()})`,
       );
+    }
+    if (a.compareSharedTile && !a.forwardOnly) {
+      if (!model.gpu.isCpu) {
+        // GPU adapters: the blocked workgroup-memory kernel against the default (strided) one.
+        const before = gemmAutoOptions.sharedTile;
+        const r = await alternateSteps(model, { ...input, labels }, a.steps, 4000, (blocked) => {
+          gemmAutoOptions.sharedTile = blocked ? BLOCKED_SHARED_GEMM_TILE : before;
+        });
+        gemmAutoOptions.sharedTile = before;
+        console.log(
+          `shared tile train step with the blocked 128×128 workgroup-memory GEMM ${r.first}, the default ` +
+            `${before.wx * before.tn}×${
+              before.wy * before.tm
+            } ${r.second} (${r.ratio}; alternating, median of ` +
+            `${a.steps}; losses ${r.same})`,
+        );
+      } else {
+        console.log("shared tile skipped: CPU adapters do not take the workgroup-memory GEMM");
+      }
     }
     if (a.compareClsRows) {
       // Forward passes and training steps alternating the last layer's rows ([CLS] alone, all), so that both see

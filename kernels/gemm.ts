@@ -28,6 +28,7 @@ import {
   fitTileRows,
   gemmTexture,
   storeBlockWgsl,
+  stridedRows,
   TEXTURE_GEMM_TILE,
   textureGemmFits,
   type TextureGemmTile,
@@ -92,7 +93,7 @@ export interface GemmArgs {
    * adapter's texture size).
    */
   path?: "auto" | "buffer" | "texture" | "shared";
-  /** Blocking of the workgroup-memory kernel (default {@link SHARED_GEMM_TILE}); for tests and tuning. */
+  /** Blocking of the workgroup-memory kernel (default `gemmAutoOptions.sharedTile`); for tests and tuning. */
   sharedTile?: SharedGemmTile;
   /**
    * Register blocking of the texture-fed kernel, used as given; for tests and tuning. Default: the tile for the
@@ -157,7 +158,8 @@ export const TEXTURE_TILE_COLS: readonly number[] = [16, 8];
  * copy and a re-layout kernel where the layout allows (entry 28); `copyA`: whether the texture-fed
  * kernel stages op(A) by `copyBufferToTexture` when its layout allows (bench/NOTES.md entry 17); `fitTileRows`:
  * whether the texture tile's workgroup height is fitted to m ({@link textureTileFor}, entry 36); `tileCols`: the
- * columns per invocation the default texture tile may take, widest first ({@link fitTileCols}, entry 40).
+ * columns per invocation the default texture tile may take, widest first ({@link fitTileCols}, entry 40);
+ * `sharedTile`: the workgroup-memory kernel's tile on GPU adapters where the caller names none (entries 26, 45).
  *
  * @example
  * ```ts
@@ -165,6 +167,7 @@ export const TEXTURE_TILE_COLS: readonly number[] = [16, 8];
  * gemmAutoOptions.copyA = false; // op(A) always packed by the packing kernel, never copied into its texture
  * gemmAutoOptions.fitTileRows = false; // texture tiles keep their 8-invocation-high workgroups whatever m
  * gemmAutoOptions.tileCols = [8]; // the default texture tile keeps 8 columns per invocation whatever n
+ * gemmAutoOptions.sharedTile = BLOCKED_SHARED_GEMM_TILE; // GPU adapters: the blocked workgroup-memory kernel
  * ```
  */
 export const gemmAutoOptions: {
@@ -173,12 +176,14 @@ export const gemmAutoOptions: {
   copyB: boolean;
   fitTileRows: boolean;
   tileCols: number[];
+  sharedTile: SharedGemmTile;
 } = {
   batchedTexture: true,
   copyA: true,
   copyB: true,
   fitTileRows: true,
   tileCols: [...TEXTURE_TILE_COLS],
+  sharedTile: SHARED_GEMM_TILE,
 };
 
 /**
@@ -341,7 +346,9 @@ export function gemmVec4Wgsl(
     }
   }
   L.push(`  }`);
-  L.push(...storeBlockWgsl(tm, tn, wy, col, { bias: !!opts.bias, accumulate: !!opts.accumulate }));
+  L.push(
+    ...storeBlockWgsl(tm, tn, stridedRows(wy), col, { bias: !!opts.bias, accumulate: !!opts.accumulate }),
+  );
   return /* wgsl */ `${gemmBindingsWgsl(opts.bias, "vec4<f32>")}
 @compute @workgroup_size(${wx}, ${wy})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
@@ -487,10 +494,10 @@ export function gemm(rec: Recorder, args: GemmArgs): void {
   const bytes = 4 * batches * (m * k + k * n + m * n * (args.accumulate ? 2 : 1)) + (args.bias ? 4 * n : 0);
   const opts = { transA, transB, bias: !!args.bias, accumulate: !!args.accumulate };
   if (path === "shared" || (path === "auto" && !gpu.isCpu && !args.tile)) {
-    const st = args.sharedTile ?? SHARED_GEMM_TILE;
+    const st = args.sharedTile ?? gemmAutoOptions.sharedTile;
     checkSharedTile(st, gpu.limits);
-    const key =
-      `gemm-shared:wx${st.wx}:wy${st.wy}:tm${st.tm}:tn${st.tn}:bk${st.bk}:tA${+transA}:tB${+transB}` +
+    const key = `gemm-shared:wx${st.wx}:wy${st.wy}:tm${st.tm}:tn${st.tn}:bk${st.bk}:blk${+!!st.blocked}` +
+      `:tA${+transA}:tB${+transB}` +
       `:bias${+opts.bias}:acc${+opts.accumulate}`;
     rec.dispatch({
       pipeline: gpu.pipeline(key, () => gemmSharedWgsl(st, opts)),

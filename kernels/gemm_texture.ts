@@ -197,23 +197,24 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 
 /**
- * WGSL lines that write a register block of C (shared by the buffer-fed and texture-fed GEMM generators): row
- * `row0 + i·wy` of the tm rows and column `col(j)` of the tn columns get `alpha · acc{i}_{j/4}.{xyzw}`, plus
- * `bias[col]`, added to C when accumulating, skipping rows ≥ p.m and columns ≥ p.n. Expects `oC`, `row0`, the
- * accumulators and the parameters `p.m`, `p.n`, `p.ldc`, `p.alpha` in the kernel.
+ * WGSL lines that write a register block of C (shared by the buffer-fed, texture-fed and workgroup-memory GEMM
+ * generators): row `row(i)` of the tm rows and column `col(j)` of the tn columns get `alpha · acc{i}_{j/4}.{xyzw}`,
+ * plus `bias[col]`, added to C when accumulating, skipping rows ≥ p.m and columns ≥ p.n. Expects `oC`, what the
+ * row and column expressions use, the accumulators and the parameters `p.m`, `p.n`, `p.ldc`, `p.alpha` in the
+ * kernel. {@link stridedRows} gives the rows of the kernels that interleave their rows by the workgroup height.
  */
 export function storeBlockWgsl(
   tm: number,
   tn: number,
-  wy: number,
+  row: (i: number) => string,
   col: (j: number) => string,
   opts: { bias: boolean; accumulate: boolean },
 ): string[] {
   const X = ["x", "y", "z", "w"];
   const L: string[] = [];
   for (let i = 0; i < tm; i++) {
-    L.push(`  if (row0 + ${i * wy}u < p.m) {`);
-    L.push(`    let base${i} = oC + (row0 + ${i * wy}u) * p.ldc;`);
+    L.push(`  if (${row(i)} < p.m) {`);
+    L.push(`    let base${i} = oC + (${row(i)}) * p.ldc;`);
     for (let j = 0; j < tn; j++) {
       let v = `p.alpha * acc${i}_${j >> 2}.${X[j & 3]}`;
       if (opts.bias) v += ` + bias[${col(j)}]`;
@@ -223,6 +224,19 @@ export function storeBlockWgsl(
     L.push(`  }`);
   }
   return L;
+}
+
+/**
+ * Row i of an invocation's block when its tm rows are interleaved by the workgroup height: `row0 + i·wy` (the
+ * row expression of {@link storeBlockWgsl} for the texture-fed, buffer-fed and strided workgroup-memory kernels).
+ *
+ * @example
+ * ```ts
+ * stridedRows(8)(2); // "row0 + 16u"
+ * ```
+ */
+export function stridedRows(wy: number): (i: number) => string {
+  return (i) => `row0 + ${i * wy}u`;
 }
 
 /** WGSL of the texture-fed GEMM for one tile and epilogue (exported for inspection and tests). */
@@ -253,7 +267,7 @@ export function gemmTextureWgsl(tile: TextureGemmTile, opts: { bias: boolean; ac
     }
   }
   L.push(`  }`);
-  L.push(...storeBlockWgsl(tm, tn, wy, (j) => `col0 + ${j * wx}u`, opts));
+  L.push(...storeBlockWgsl(tm, tn, stridedRows(wy), (j) => `col0 + ${j * wx}u`, opts));
   return /* wgsl */ `
 struct P { m: u32, n: u32, kq: u32, ldc: u32, offC: u32, z0: u32, inner: u32, sC0: u32, sC1: u32, alpha: f32 }
 @group(0) @binding(0) var<uniform> p: P;
