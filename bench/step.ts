@@ -73,6 +73,7 @@ import { type LabelledInput, RobertaModel } from "../model/roberta.ts";
 import { makeModel } from "../tasks/make_model.ts";
 import { gemmAutoOptions } from "../kernels/gemm.ts";
 import { BLOCKED_SHARED_GEMM_TILE } from "../kernels/gemm_shared.ts";
+import { cachedTextureBytes } from "../kernels/texture_stage.ts";
 
 /** Shape of one benchmarked step, as needed by {@link stepFlops}. */
 export interface StepShape {
@@ -706,6 +707,7 @@ export async function run(args: string[]): Promise<void> {
     const weights = model.base.bytes, acts = model.activationBytesByPlan, adapter = model.adapterBytes;
     const held = weights + acts.training + acts.inference + adapter;
     const packed = model.packedWeights;
+    const staging = cachedTextureBytes(model.gpu);
     console.log(
       `memory     peak RSS ${mib(peakRss)} during the passes (${
         mib(loadPeakRss)
@@ -717,7 +719,9 @@ export async function run(args: string[]): Promise<void> {
         (peakRss / held).toFixed(2)
       }; packed frozen weights (a cache, not counted as held) ${mib(packed.bytes)} of ${
         mib(packed.budget)
-      }, ${packed.hits} products read them, ${packed.packs} packings`,
+      }, ${packed.hits} products read them, ${packed.packs} packings; staging and packing textures ${
+        mib(staging.live)
+      } (+ ${mib(staging.replaced)} replaced by larger ones)`,
     );
 
     if (!a.torch) {

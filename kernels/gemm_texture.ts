@@ -295,7 +295,11 @@ function roundUp(v: number, q: number): number {
 /**
  * The cached packing texture of `role` (see {@link cachedTexture}; grown, never shrunk): at least width × height
  * texels. Batched products use their own roles ("Az", "Bz": narrow and tall) so that they do not grow the
- * unbatched ones ("A", "B": wide) to the union of both shapes.
+ * unbatched ones ("A", "B": wide) to the union of both shapes. The unbatched op(B) roles ("B" and its staging
+ * "Bs", "Bc") keep one texture per width: their shapes come from the weights (n × k/4 for the forward
+ * products, k × n/4 for the input gradients, e.g. 3072 × 192 and 768 × 768 texels in a roberta-base layer), and
+ * one texture grown to the union of those (3072 × 768) held 4× the largest one's memory (bench/NOTES.md
+ * entry 46).
  */
 function packTexture(
   gpu: Gpu,
@@ -304,11 +308,19 @@ function packTexture(
   height: number,
 ): CachedTexture {
   const max = gpu.limits.maxTextureDimension2D;
-  return cachedTexture(gpu, `gemm-pack-${role}`, width, height, (old) => [
-    // Batched `At` and staging textures are narrow (16 or 32 texels for attention): round their width finely.
-    Math.min(max, Math.max(old?.width ?? 0, roundUp(width, role.endsWith("z") && role !== "Bz" ? 8 : 64))),
-    Math.min(max, Math.max(old?.height ?? 0, roundUp(height, 256))),
-  ]);
+  // Batched `At` and staging textures are narrow (16 or 32 texels for attention): round their width finely.
+  const w = Math.min(max, roundUp(width, role.endsWith("z") && role !== "Bz" ? 8 : 64));
+  const perWidth = role === "B" || role === "Bs" || role === "Bc";
+  return cachedTexture(
+    gpu,
+    perWidth ? `gemm-pack-${role}-w${w}` : `gemm-pack-${role}`,
+    width,
+    height,
+    (old) => [
+      perWidth ? w : Math.max(old?.width ?? 0, w),
+      Math.min(max, Math.max(old?.height ?? 0, roundUp(height, 256))),
+    ],
+  );
 }
 
 /**

@@ -53,7 +53,25 @@ const cache = new WeakMap<Gpu, Map<string, CachedTexture>>();
  * for the garbage collector (the test processes sometimes abort at exit with "double free or corruption";
  * that happens with staging disabled too, but there is no reason to add GC-driven GPU object frees).
  */
-const retired: CachedTexture[] = [];
+const retired = new WeakMap<Gpu, CachedTexture[]>();
+
+/**
+ * Bytes of this Gpu's cached textures (the staging here and the texture GEMM's packing and staging; not the
+ * packed frozen weights, which `PackedWeightCache` counts): `live`, those in use, and `replaced`, those that
+ * larger ones replaced and that are kept until exit (see above). Both are resident on CPU adapters.
+ *
+ * @example
+ * ```ts
+ * const { live, replaced } = cachedTextureBytes(gpu); // after a training step: its staging memory
+ * ```
+ */
+export function cachedTextureBytes(gpu: Gpu): { live: number; replaced: number } {
+  const bytes = (c: CachedTexture) => 16 * c.tex.width * c.tex.height;
+  let live = 0, replaced = 0;
+  for (const c of cache.get(gpu)?.values() ?? []) live += bytes(c);
+  for (const c of retired.get(gpu) ?? []) replaced += bytes(c);
+  return { live, replaced };
+}
 
 /**
  * The cached rgba32float texture (storage binding, copy destination) named `role` on this Gpu, if it has at least
@@ -77,7 +95,11 @@ export function cachedTexture(
   const have = perGpu.get(role);
   if (have && have.tex.width >= width && have.tex.height >= height) return have;
   const made = rgba32Texture(gpu, role, ...allocate(have?.tex));
-  if (have) retired.push(have);
+  if (have) {
+    let list = retired.get(gpu);
+    if (!list) retired.set(gpu, list = []);
+    list.push(have);
+  }
   perGpu.set(role, made);
   return made;
 }

@@ -11,7 +11,7 @@
  * relative to |C| ~ sqrt(k/9): under 1e-5.
  */
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
-import { getGpu } from "../kernels/device.ts";
+import { getGpu, Gpu } from "../kernels/device.ts";
 import { Recorder } from "../kernels/recorder.ts";
 import {
   autoTexturePath,
@@ -44,6 +44,7 @@ import {
   type SharedGemmTile,
 } from "../kernels/gemm_shared.ts";
 import { PackedWeightCache } from "../kernels/packed_weights.ts";
+import { cachedTextureBytes } from "../kernels/texture_stage.ts";
 import { gemmRef, type GemmRefArgs } from "../kernels/reference/gemm.ts";
 import { assertClose, poison, randomF32 } from "./util.ts";
 
@@ -74,8 +75,8 @@ function extent(rows: number, cols: number, ld: number, off: number, c: Case, s?
   return Math.max(1, off + (o - 1) * st[0] + (i - 1) * st[1] + (rows - 1) * ld + cols + (c.slack ?? 0));
 }
 
-async function runCase(c: Case, seed: number): Promise<Float32Array> {
-  const gpu = await getGpu();
+async function runCase(c: Case, seed: number, on?: Gpu): Promise<Float32Array> {
+  const gpu = on ?? await getGpu();
   const { m, n, k } = c;
   const transA = c.transA ?? false, transB = c.transB ?? false;
   const lda = c.lda ?? (transA ? m : k), ldb = c.ldb ?? (transB ? k : n), ldc = c.ldc ?? n;
@@ -830,6 +831,20 @@ Deno.test("gemm: a frozen B packed once is reused, re-packed after forget, and s
   strictEqual(cache.bytes, cache.budgetBytes, "nothing added past the budget");
   cache.destroy();
   for (const b of [bufW, bufW2, bufX, bufDy, y, dx]) b.destroy();
+});
+
+Deno.test("gemm: the texture path keeps one op(B) texture per width, not one grown to the union of shapes", async () => {
+  // A Gpu of its own (the texture caches are per Gpu) on the shared device. Two forward-like products (op(B) =
+  // Wᵀ, copied in rows mode: staging "Bs", then "B") whose op(B) textures are 1024 × 64 and 64 × 1024 texels
+  // (heights rounded to 256): one width each, 14.25 MiB in all with op(A)'s; grown to the union of both
+  // shapes, the two op(B) roles alone would hold 2 × 16 MiB, plus the smaller textures they replaced.
+  const shared = await getGpu();
+  const gpu = new Gpu(shared.device, shared.info, { isCpu: shared.isCpu });
+  await runCase({ m: 16, n: 1024, k: 256, transB: true, path: "texture", textureTn: 16 }, 990, gpu);
+  await runCase({ m: 16, n: 64, k: 4096, transB: true, path: "texture" }, 991, gpu);
+  const { live, replaced } = cachedTextureBytes(gpu);
+  const MiB = 2 ** 20;
+  strictEqual(live + replaced, 14.25 * MiB, `staging and packing textures ${(live + replaced) / MiB} MiB`);
 });
 
 Deno.test("gemm: bad arguments give clear errors", async () => {
