@@ -148,11 +148,27 @@ export function gemmSharedWgsl(
       accumulate: opts.accumulate,
     }),
   );
-  return /* wgsl */ `${gemmBindingsWgsl(opts.bias)}
-var<workgroup> As: array<f32, ${bk * bm}>;
-var<workgroup> Bs: array<f32, ${bk * bn}>;
+  L.unshift(`  let row0 = rowBase + l.y;`);
+  return sharedKernelWgsl(tile, opts.bias, `array<f32, ${bk * bm}>`, `array<f32, ${bk * bn}>`, L);
+}
 
-@compute @workgroup_size(${wx}, ${wy})
+/**
+ * A workgroup-memory GEMM kernel around `body`: the bindings, the blocks `As` and `Bs` of the given WGSL types,
+ * and a `main` that sets the batch element's offsets `oA`, `oB`, `oC` and the block's first row and column
+ * (`rowBase`, `colBase`) before the body's lines.
+ */
+function sharedKernelWgsl(
+  tile: SharedGemmTile,
+  bias: boolean,
+  as: string,
+  bs: string,
+  body: string[],
+): string {
+  return /* wgsl */ `${gemmBindingsWgsl(bias)}
+var<workgroup> As: ${as};
+var<workgroup> Bs: ${bs};
+
+@compute @workgroup_size(${tile.wx}, ${tile.wy})
 fn main(
   @builtin(workgroup_id) wg: vec3<u32>,
   @builtin(local_invocation_id) l: vec3<u32>,
@@ -163,10 +179,9 @@ fn main(
   let oA = p.offA + zo * p.sA0 + zi * p.sA1;
   let oB = p.offB + zo * p.sB0 + zi * p.sB1;
   let oC = p.offC + zo * p.sC0 + zi * p.sC1;
-  let rowBase = wg.y * ${bm}u;
-  let colBase = wg.x * ${bn}u;
-  let row0 = rowBase + l.y;
-${L.join("\n")}
+  let rowBase = wg.y * ${tile.wy * tile.tm}u;
+  let colBase = wg.x * ${tile.wx * tile.tn}u;
+${body.join("\n")}
 }
 `;
 }
@@ -255,24 +270,5 @@ export function gemmSharedBlockedWgsl(
   const row = (i: number) => `rowBase + ${(i >> 2) * 4 * wy + (i & 3)}u + 4u * l.y`;
   const col = (j: number) => `colBase + ${(j >> 2) * 4 * wx + (j & 3)}u + 4u * l.x`;
   L.push(...storeBlockWgsl(tm, tn, row, col, { bias: opts.bias, accumulate: opts.accumulate }));
-  return /* wgsl */ `${gemmBindingsWgsl(opts.bias)}
-var<workgroup> As: array<vec4<f32>, ${bk * sa}>;
-var<workgroup> Bs: array<vec4<f32>, ${bk * sb}>;
-
-@compute @workgroup_size(${wx}, ${wy})
-fn main(
-  @builtin(workgroup_id) wg: vec3<u32>,
-  @builtin(local_invocation_id) l: vec3<u32>,
-  @builtin(local_invocation_index) li: u32,
-) {
-  let zo = wg.z / p.inner;
-  let zi = wg.z % p.inner;
-  let oA = p.offA + zo * p.sA0 + zi * p.sA1;
-  let oB = p.offB + zo * p.sB0 + zi * p.sB1;
-  let oC = p.offC + zo * p.sC0 + zi * p.sC1;
-  let rowBase = wg.y * ${bm}u;
-  let colBase = wg.x * ${bn}u;
-${L.join("\n")}
-}
-`;
+  return sharedKernelWgsl(tile, opts.bias, `array<vec4<f32>, ${bk * sa}>`, `array<vec4<f32>, ${bk * sb}>`, L);
 }

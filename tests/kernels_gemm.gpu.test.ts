@@ -312,60 +312,16 @@ Deno.test("gemm: the GPU adapters' tile (and a small odd one) give the same resu
   await runCase({ m: 37, n: 70, k: 13, transA: true, tile: odd, bias: true, accumulate: true }, ++seed);
 });
 
-Deno.test("gemm: blocked workgroup-memory kernel (vec4 reads, k-major staging, prefetch), forced", async () => {
-  // The same cases as the strided kernel's test below. A small odd tile (8 invocations, 8 × 32 blocks, k-steps
-  // of 4, so that k = 3, 37, 130 end inside a step and the prefetch's last step loads nothing) runs every case
-  // on every adapter; on GPU adapters both blocked presets too, on CPU adapters the 128 × 128 one on the
-  // forward projection's layout (llvmpipe compiles each variant for seconds).
-  const gpu = await getGpu();
-  const odd: SharedGemmTile = { wx: 4, wy: 2, tm: 4, tn: 8, bk: 4, blocked: true };
+/**
+ * The workgroup-memory kernel's cases for each of `tiles`, forced: ragged m, n, k against the blocks and k-steps
+ * (k = 3, 37, 130), every transpose, strides, offsets, alpha, bias, accumulate, k = 0 and two-level batching.
+ * On CPU adapters (llvmpipe compiles these slowly) only `odd` runs every case, the others one. Returns the
+ * last seed used.
+ */
+async function sharedTileCases(gpu: Gpu, tiles: SharedGemmTile[], odd: SharedGemmTile, seed: number) {
   const all: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
-  let seed = 950;
-  const tiles = gpu.isCpu
-    ? [odd, BLOCKED_SHARED_GEMM_TILE]
-    : [odd, BLOCKED_SHARED_GEMM_TILE, BLOCKED_SMALL_SHARED_GEMM_TILE];
+  const path = "shared" as const;
   for (const sharedTile of tiles) {
-    const path = "shared" as const;
-    const combos = !gpu.isCpu || sharedTile === odd ? all : [all[1]];
-    for (const [transA, transB] of combos) {
-      await runCase({ m: 70, n: 133, k: 37, transA, transB, path, sharedTile, dispatches: 1 }, ++seed);
-    }
-    if (gpu.isCpu && sharedTile !== odd) continue;
-    await runCase({ m: 129, n: 5, k: 130, transB: true, path, sharedTile }, ++seed);
-    await runCase({
-      m: 33,
-      n: 67,
-      k: 3,
-      transA: true,
-      lda: 40,
-      ldb: 70,
-      ldc: 71,
-      ...OFFSETS_AND_EPILOGUE,
-      path,
-      sharedTile,
-    }, ++seed);
-    await runCase({ m: 9, n: 13, k: 0, bias: true, alpha: 3, path, sharedTile }, ++seed);
-    await runCase({ ...scoresCase(2, 3, 19, 16, 0.25), path, sharedTile, dispatches: 1 }, ++seed);
-  }
-  // The pipeline cache tells the blocked kernel from the strided one of the same dimensions.
-  const strided: SharedGemmTile = { ...odd, blocked: false };
-  await runCase({ m: 17, n: 40, k: 9, transB: true, path: "shared", sharedTile: strided }, ++seed);
-  await runCase({ m: 17, n: 40, k: 9, transB: true, path: "shared", sharedTile: odd }, ++seed);
-  throws(() => checkSharedTile({ ...odd, tm: 2 }, gpu.limits), /tm a multiple of 4/);
-});
-
-Deno.test("gemm: workgroup-memory path (GPU adapters' default), forced, for every tile", async () => {
-  // Ragged m, n, k against each tile's blocks and k-steps (k = 3, 130, 37 are not multiples of 8 or 16), every
-  // transpose, strides, offsets, alpha, bias, accumulate, k = 0 and two-level batching.
-  // On CPU adapters (llvmpipe compiles these slowly: ~70 s cold for every tile) the odd tile alone runs every
-  // case and the default tile one; the same generator makes all three, and a GPU runs them all.
-  const gpu = await getGpu();
-  const odd: SharedGemmTile = { wx: 4, wy: 8, tm: 2, tn: 4, bk: 4 };
-  const all: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
-  let seed = 900;
-  const tiles = gpu.isCpu ? [SHARED_GEMM_TILE, odd] : [SHARED_GEMM_TILE, LARGE_SHARED_GEMM_TILE, odd];
-  for (const sharedTile of tiles) {
-    const path = "shared" as const;
     const combos = !gpu.isCpu || sharedTile === odd ? all : [all[1]];
     for (const [transA, transB] of combos) {
       await runCase({ m: 70, n: 133, k: 37, transA, transB, path, sharedTile, dispatches: 1 }, ++seed);
@@ -388,6 +344,36 @@ Deno.test("gemm: workgroup-memory path (GPU adapters' default), forced, for ever
     // Q·Kᵀ per (batch, head) with heads of width 16 inside a 48-wide hidden, seq 19.
     await runCase({ ...scoresCase(2, 3, 19, 16, 0.25), path, sharedTile, dispatches: 1 }, ++seed);
   }
+  return seed;
+}
+
+Deno.test("gemm: blocked workgroup-memory kernel (vec4 reads, k-major staging, prefetch), forced", async () => {
+  // The same cases as the strided kernel's test below. A small odd tile (8 invocations, 8 × 32 blocks, k-steps
+  // of 4, so that k = 3, 37, 130 end inside a step and the prefetch's last step loads nothing) runs every case
+  // on every adapter; on GPU adapters both blocked presets too, on CPU adapters the 128 × 128 one on the
+  // forward projection's layout (llvmpipe compiles each variant for seconds).
+  const gpu = await getGpu();
+  const odd: SharedGemmTile = { wx: 4, wy: 2, tm: 4, tn: 8, bk: 4, blocked: true };
+  const tiles = gpu.isCpu
+    ? [odd, BLOCKED_SHARED_GEMM_TILE]
+    : [odd, BLOCKED_SHARED_GEMM_TILE, BLOCKED_SMALL_SHARED_GEMM_TILE];
+  let seed = await sharedTileCases(gpu, tiles, odd, 950);
+  // The pipeline cache tells the blocked kernel from the strided one of the same dimensions.
+  const strided: SharedGemmTile = { ...odd, blocked: false };
+  await runCase({ m: 17, n: 40, k: 9, transB: true, path: "shared", sharedTile: strided }, ++seed);
+  await runCase({ m: 17, n: 40, k: 9, transB: true, path: "shared", sharedTile: odd }, ++seed);
+  throws(() => checkSharedTile({ ...odd, tm: 2 }, gpu.limits), /tm a multiple of 4/);
+});
+
+Deno.test("gemm: workgroup-memory path (GPU adapters' default), forced, for every tile", async () => {
+  // Ragged m, n, k against each tile's blocks and k-steps (k = 3, 130, 37 are not multiples of 8 or 16), every
+  // transpose, strides, offsets, alpha, bias, accumulate, k = 0 and two-level batching.
+  // On CPU adapters (llvmpipe compiles these slowly: ~70 s cold for every tile) the odd tile alone runs every
+  // case and the default tile one; the same generator makes all three, and a GPU runs them all.
+  const gpu = await getGpu();
+  const odd: SharedGemmTile = { wx: 4, wy: 8, tm: 2, tn: 4, bk: 4 };
+  const tiles = gpu.isCpu ? [SHARED_GEMM_TILE, odd] : [SHARED_GEMM_TILE, LARGE_SHARED_GEMM_TILE, odd];
+  let seed = await sharedTileCases(gpu, tiles, odd, 900);
   // "auto" takes the strided kernel on GPU adapters only (the texture-fed kernel on CPU adapters at this size).
   const kernels = gpu.isCpu ? "gemm-tex-pack,gemm-tex-pack,gemm-tex" : "gemm-shared";
   await runCase({ m: 65, n: 67, k: 130, kernels }, ++seed);
