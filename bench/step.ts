@@ -10,7 +10,9 @@
  * The model is a random checkpoint of the preset's shapes, written once to `runs/models/<preset>-seed0-labels2`
  * (by `makeModel`) when that folder has no `model.safetensors` yet. Each measurement runs one warm-up (which
  * compiles the pipelines and allocates the activation plan) and then `--steps` timed repetitions; the median
- * is printed. Times include the final readback (logits or per-example losses), which is what a caller waits for.
+ * is printed, with the warm-up's own time and the number of kernels it built (on llvmpipe most of a first
+ * run's warm-up is compiling them, unless Mesa's shader cache already holds them). Times include the final
+ * readback (logits or per-example losses), which is what a caller waits for.
  * "host encode" is the host time a step spends before its command buffer is finished (model code, uniform
  * packing, bind groups, compute passes; measured with a recorder observer from the step's start, or the end of
  * the previous submit, to `beforeFinish`, so it needs no model hook), as a share of the step's wall time: the
@@ -292,6 +294,10 @@ interface Measured {
   /** Median host seconds inside the uniform upload, `encoder.finish()` and `queue.submit` (on llvmpipe the
    * submit call itself runs most of the work, so this is not overhead). */
   finishSeconds: number;
+  /** Wall seconds of the untimed warm-up run, and the kernels it built (on llvmpipe each is compiled at its first
+   * dispatch: ~2 s for a 16 × 16 texture GEMM unless Mesa's shader cache holds it; bench/NOTES.md entry 44). */
+  warmupSeconds: number;
+  warmupPipelines: number;
 }
 
 /** What {@link runTorchBaseline} returns: the last (JSON) line of bench/torch_step.py. */
@@ -502,11 +508,13 @@ export async function run(args: string[]): Promise<void> {
       };
       const before = rec.observer;
       rec.observer = counter;
+      const w0 = performance.now(), p0 = model.gpu.pipelineCount;
       try {
         await body(0);
       } finally {
         rec.observer = before;
       }
+      const warmupSeconds = (performance.now() - w0) / 1000, warmupPipelines = model.gpu.pipelineCount - p0;
       sample();
       const times: number[] = [], submits: number[] = [], dispatches: number[] = [], encodes: number[] = [];
       const finishes: number[] = [];
@@ -550,6 +558,8 @@ export async function run(args: string[]): Promise<void> {
         kernelFlops,
         encodeSeconds: median(encodes),
         finishSeconds: median(finishes),
+        warmupSeconds,
+        warmupPipelines,
       };
     };
 
@@ -565,7 +575,7 @@ export async function run(args: string[]): Promise<void> {
           (m.encodeSeconds * 1000).toFixed(1)
         } ms = ${(100 * m.encodeSeconds / m.seconds).toFixed(1)} % of the step; finish+submit call ${
           (m.finishSeconds * 1000).toFixed(1)
-        } ms)`,
+        } ms; warm-up ${(m.warmupSeconds * 1000).toFixed(0)} ms, ${m.warmupPipelines} kernels built)`,
       );
 
     const fwd = await measure(async () => {
