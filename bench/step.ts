@@ -2,8 +2,8 @@
  * `deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] [--steps N]
  * [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] [--no-batched-texture]
  * [--forward-only] [--packed-weights MIB] [--compare-batched-texture] [--compare-tile-rows] [--tile-cols 16,8]
- * [--compare-tile-cols] [--compare-cls-rows] [--compare-shared-tile]`: wall time of one RoBERTa forward pass (evaluation) and of one
- * training step (forward with dropout, loss, backward, AdamW) on the WebGPU device, with
+ * [--compare-tile-cols] [--compare-cls-rows] [--compare-shared-tile]`: wall time of one RoBERTa forward pass
+ * (evaluation) and of one training step (forward with dropout, loss, backward, AdamW) on the WebGPU device, with
  * tokens/s, achieved GFLOP/s, submits and dispatches per step, host encoding time, and peak memory (process RSS
  * against the bytes the model must hold).
  *
@@ -212,7 +212,8 @@ const STEP_USAGE =
   "usage: deno task bench step [--preset tiny|base|large | --model DIR] [--batch B] [--seq L] " +
   "[--steps N] [--targets query,value] [--rank R] [--no-torch] [--torch-device auto|cpu|cuda] " +
   "[--no-batched-texture] [--forward-only] [--packed-weights MIB] [--compare-batched-texture] " +
-  "[--compare-tile-rows] [--tile-cols 16,8] [--compare-tile-cols] [--compare-cls-rows] [--compare-shared-tile] (see bench/step.ts)";
+  "[--compare-tile-rows] [--tile-cols 16,8] [--compare-tile-cols] [--compare-cls-rows] [--compare-shared-tile] " +
+  "(see bench/step.ts)";
 
 function parseStepArgs(args: string[]): StepArgs | null {
   let parsed;
