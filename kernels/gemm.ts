@@ -145,9 +145,9 @@ export const SMALL_BATCHED_TEXTURE_TILE: TextureGemmTile = { wx: 8, wy: 8, tm: 4
  * ({@link fitTileCols}): 16 for the projections (n = 384, 768, 1024, 1536, 3072, 4096 and attention scores at
  * T = 128), 8 where a 128-column workgroup would pad (attention's context, n = 64). Measured on llvmpipe
  * (bench/NOTES.md entry 40): 16 against 8 columns 1.14–1.23× on roberta-base's 1024-row projections and 1.23×
- * on its training step; 32 columns gained another 6–7 % on the step but compile ~4 s per kernel variant (16:
- * ~1 s, 8: ~0.4 s), and a first run's cold compiles took the step's peak memory to 1.55× the bytes it holds
- * (1.44× once Mesa's shader cache holds them).
+ * on its training step. 32 columns gained another 6–7 % on the step with Mesa's shader cache warm, but a cold
+ * compile takes 8–10 s per 32-column kernel variant (~2 s at 16) and leaves 30–50 MiB resident per variant
+ * (entry 44), so they are not in the default list.
  */
 export const TEXTURE_TILE_COLS: readonly number[] = [16, 8];
 

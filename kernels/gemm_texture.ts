@@ -294,12 +294,12 @@ function roundUp(v: number, q: number): number {
 
 /**
  * The cached packing texture of `role` (see {@link cachedTexture}; grown, never shrunk): at least width × height
- * texels. Batched products use their own roles ("Az", "Bz": narrow and tall) so that they do not grow the
- * unbatched ones ("A", "B": wide) to the union of both shapes. The unbatched op(B) roles ("B" and its staging
- * "Bs", "Bc") keep one texture per width: their shapes come from the weights (n × k/4 for the forward
- * products, k × n/4 for the input gradients, e.g. 3072 × 192 and 768 × 768 texels in a roberta-base layer), and
- * one texture grown to the union of those (3072 × 768) held 4× the largest one's memory (bench/NOTES.md
- * entry 46).
+ * texels. Batched products use their own roles ("Az", "Bz", …: narrow and tall) so that they do not grow the
+ * unbatched ones. Unbatched roles keep one texture per (rounded) width, since their widths come from the model's
+ * dimensions (k/4 for op(A); n, or k/4 and n/4 for op(B)'s staging): a roberta-base layer's weights need op(B)
+ * textures of 3072 × 192 and 768 × 768 texels, and one texture grown to their union (3072 × 768) held 4× the
+ * larger one's memory (bench/NOTES.md entry 46). Batched roles grow to the union instead: their widths follow
+ * the sequence length, which changes from batch to batch.
  */
 function packTexture(
   gpu: Gpu,
@@ -310,7 +310,7 @@ function packTexture(
   const max = gpu.limits.maxTextureDimension2D;
   // Batched `At` and staging textures are narrow (16 or 32 texels for attention): round their width finely.
   const w = Math.min(max, roundUp(width, role.endsWith("z") && role !== "Bz" ? 8 : 64));
-  const perWidth = role === "B" || role === "Bs" || role === "Bc";
+  const perWidth = !role.endsWith("z");
   return cachedTexture(
     gpu,
     perWidth ? `gemm-pack-${role}-w${w}` : `gemm-pack-${role}`,

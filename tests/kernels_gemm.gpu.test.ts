@@ -358,10 +358,15 @@ Deno.test("gemm: blocked workgroup-memory kernel (vec4 reads, k-major staging, p
     ? [odd, BLOCKED_SHARED_GEMM_TILE]
     : [odd, BLOCKED_SHARED_GEMM_TILE, BLOCKED_SMALL_SHARED_GEMM_TILE];
   let seed = await sharedTileCases(gpu, tiles, odd, 950);
-  // The pipeline cache tells the blocked kernel from the strided one of the same dimensions.
+  // The pipeline cache tells the blocked kernel from the strided one of the same dimensions: on a Gpu of its
+  // own (its own pipeline cache), the second runs a kernel of its own (both compute the same values, so only
+  // the count can tell a shared key).
+  const own = new Gpu(gpu.device, gpu.info, { isCpu: gpu.isCpu });
   const strided: SharedGemmTile = { ...odd, blocked: false };
-  await runCase({ m: 17, n: 40, k: 9, transB: true, path: "shared", sharedTile: strided }, ++seed);
-  await runCase({ m: 17, n: 40, k: 9, transB: true, path: "shared", sharedTile: odd }, ++seed);
+  await runCase({ m: 17, n: 40, k: 9, transB: true, path: "shared", sharedTile: strided }, ++seed, own);
+  const after = own.pipelineCount;
+  await runCase({ m: 17, n: 40, k: 9, transB: true, path: "shared", sharedTile: odd }, ++seed, own);
+  strictEqual(own.pipelineCount, after + 1, "the blocked tile compiled a kernel of its own");
   throws(() => checkSharedTile({ ...odd, tm: 2 }, gpu.limits), /tm a multiple of 4/);
 });
 
